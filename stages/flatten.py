@@ -1,0 +1,13 @@
+"""Stage `flatten`: RGBA art -> RGB on a background (or alpha dropped, as the paper did)."""
+from pipeline import params
+from pipeline.runner import run_stage
+
+
+def main() -> None:
+    from pipeline.flatten import run
+
+    run(params.load("flatten"))
+
+
+if __name__ == "__main__":
+    run_stage("flatten", main)
