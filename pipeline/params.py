@@ -94,6 +94,7 @@ class TrainParams:
     pl_interval: int = opt(4, "lazy path length: every N generator steps", min=1)
     style_mixing: float = opt(0.9, "probability of mixing two w's in a training batch", min=0.0, max=1.0)
     ema_kimg: float = opt(1.0, "half-life of the G_ema average in thousands of images", min=0.0)
+    ema_rampup: float = opt(0.05, "G_ema half-life at most this x images seen so far; 0 = off", min=0.0)
     augment: str = opt("diffaugment", "differentiable augmentation of reals and fakes",
                        choices=("none", "diffaugment", "ada"))
     augment_policy: str = opt("color,translation,cutout", "DiffAugment ops, comma separated")

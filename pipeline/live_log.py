@@ -1,0 +1,64 @@
+"""Training curves with dvclive, kept consistent across kills and resumes.
+
+A resumed stage repeats the steps after its last snapshot; the rows those steps had already logged are
+cut off first, so every step appears once and in order (`dvc plots show logs/res<R>`).
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+from pipeline.files import atomic_write
+
+log = logging.getLogger("train")
+
+
+def trim_tsv(folder: Path, last_step: int) -> None:
+    """Drop the rows logged after `last_step` from every dvclive .tsv under `folder`."""
+    for path in folder.rglob("*.tsv"):
+        lines = path.read_text().splitlines()
+        if not lines:
+            continue
+        col = lines[0].split("\t").index("step") if "step" in lines[0].split("\t") else None
+        if col is None:
+            continue
+        kept = [lines[0]] + [ln for ln in lines[1:] if ln and int(float(ln.split("\t")[col])) <= last_step]
+        with atomic_write(path, "w") as f:
+            f.write("\n".join(kept) + "\n")
+
+
+class LossLog:
+    def __init__(self,
+        folder: Path,               # the stage's dvclive folder (a DVC persist output)
+        resume_step: int | None,    # continue after this step, or None to start a new log
+        enabled: bool = True,       # only rank 0 logs
+    ):
+        self.folder, self.live = Path(folder), None
+        if not enabled:
+            return
+        from dvclive import Live
+
+        if resume_step is None:
+            for child in self.folder.glob("*"):
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+        else:
+            trim_tsv(self.folder, resume_step)
+        self.live = Live(str(self.folder), resume=resume_step is not None, dvcyaml=None,
+                         save_dvc_exp=False, report=None)
+
+    def log(self, step: int, values: dict[str, float]) -> None:
+        if self.live is None:
+            return
+        self.live.step = step
+        for name, value in values.items():
+            self.live.log_metric(name, value)
+        self.live.next_step()
+
+    def rewind(self, step: int) -> None:
+        if self.live is not None:
+            trim_tsv(self.folder, step)
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.end()
