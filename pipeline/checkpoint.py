@@ -113,3 +113,35 @@ def prune_snapshots(folder: Path, options_hash: str, keep: int = KEEP_SNAPSHOTS)
 
 def is_finite_number(x: float) -> bool:
     return math.isfinite(x)
+
+
+def load_generator(path, device="cpu"):
+    """(G_ema ready for sampling, resolution it was trained at, resolved options) from a checkpoint.
+
+    `path` is a models/res<R> folder (its checkpoint.pt) or a checkpoint file.
+    """
+    from pipeline.errors import UserError
+    from pipeline.networks import Generator
+
+    path = Path(path)
+    if path.is_dir():
+        if (path / "skipped.json").exists():
+            import json
+            reason = json.loads((path / "skipped.json").read_text()).get("reason", "")
+            raise UserError(f"{path} holds no model: that stage did not train ({reason})")
+        path = path / "checkpoint.pt"
+    if not path.exists():
+        raise UserError(f"{path} not found: train first (dvc repro), or give a models/res<R> folder")
+    try:
+        state = load(path, map_location="cpu")
+    except BadCheckpoint as e:
+        raise UserError(str(e))
+    opts = state.get("options") or {}
+    model, train = opts.get("model"), opts.get("train")
+    if not model or not train:
+        raise UserError(f"{path}: not a checkpoint of this tool (no options inside)")
+    G = Generator(arch=model["arch"], z_dim=model["z_dim"], w_dim=model["w_dim"],
+                  mapping_layers=model["mapping_layers"], max_res=train["final_res"], cbase=model["cbase"],
+                  cmax=model["cmax"], mapping_lr_mult=model["mapping_lr_mult"])
+    G.load_state_dict(state["G_ema"])
+    return G.to(device).eval().requires_grad_(False), int(state["res"]), opts

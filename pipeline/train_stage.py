@@ -125,6 +125,8 @@ def run(res: int, tp: TrainParams, mp: ModelParams, background=(255, 255, 255),
                         f"train.schedule.{res}.batch (or use train.precision: bf16)")
     finally:
         live.close()
+    if rt.world > 1:
+        _check_in_sync(trainer)
     if rt.rank != 0:
         return {"trained": True}
     final = trainer.state_dict()
@@ -145,6 +147,18 @@ def run(res: int, tp: TrainParams, mp: ModelParams, background=(255, 255, 255),
     log.info("train@%d: %d images in %.1f s (%.1f img/s); wrote %s", res, trainer.images,
              trainer.train_seconds, stats["img_per_s"], out)
     return {"trained": True, **stats}
+
+
+def _check_in_sync(trainer: Trainer) -> None:
+    """Every process must end with the same weights (gradients are averaged over all of them)."""
+    import torch.distributed as dist
+
+    total = torch.stack([p.detach().double().sum() for p in trainer.G.parameters()]).sum().view(1)
+    found = [torch.zeros_like(total) for _ in range(trainer.rt.world)]
+    dist.all_gather(found, total)
+    if any(not torch.equal(f, found[0]) for f in found):
+        raise UserError(f"train@{trainer.res}: the {trainer.rt.world} processes ended with different weights")
+    log.info("train@%d: all %d processes hold the same weights", trainer.res, trainer.rt.world)
 
 
 def _loop(trainer: Trainer, source, plan: StagePlan, tp: TrainParams, live, snap_dir: Path, key: str) -> None:
