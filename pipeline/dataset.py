@@ -98,12 +98,13 @@ class ImageSource:
         return self.n
 
     def batch(self, size: int, generator: torch.Generator) -> torch.Tensor:
-        idx = torch.randint(self.n, (size,), generator=generator)
-        flip = torch.rand(size, generator=generator) < 0.5
+        # Drawn on the generator's device (the training device): no host round trip for on-device data.
+        idx = torch.randint(self.n, (size,), generator=generator, device=generator.device)
+        flip = torch.rand(size, generator=generator, device=generator.device) < 0.5
         if self.images is not None:
             x = self.images[idx.to(self.device)]
         else:
-            x = torch.from_numpy(self.mmap[np.sort(idx.numpy())]).permute(0, 3, 1, 2).to(self.device)
+            x = torch.from_numpy(self.mmap[np.sort(idx.cpu().numpy())]).permute(0, 3, 1, 2).to(self.device)
         x = x.float() / 127.5 - 1.0
         if self.mirror:
             x = torch.where(flip.to(self.device).view(-1, 1, 1, 1), x.flip(3), x)

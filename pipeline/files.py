@@ -51,6 +51,12 @@ def write_json(path: str | os.PathLike, obj) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def clean_text(value) -> str:
+    """One printable line: hostile inputs put binary junk and newlines in names and error messages."""
+    text = str(value).encode("utf-8", "backslashreplace").decode("utf-8")
+    return "".join(ch if ch.isprintable() else " " for ch in text)
+
+
 def write_csv(path: str | os.PathLike, columns: Sequence[str], rows: Iterable[Mapping]) -> int:
     """Write rows (dicts) with a header; keys outside `columns` are an error. Returns the row count."""
     n = 0
@@ -58,7 +64,7 @@ def write_csv(path: str | os.PathLike, columns: Sequence[str], rows: Iterable[Ma
         w = csv.DictWriter(f, fieldnames=list(columns), lineterminator="\n")
         w.writeheader()
         for row in rows:
-            w.writerow(row)
+            w.writerow({k: clean_text(v) if isinstance(v, str) else v for k, v in row.items()})
             n += 1
     return n
 

@@ -41,12 +41,16 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
 
 
 def to_rgba(im: Image.Image) -> Image.Image:
-    """Any PIL mode -> RGBA, keeping transparency (P/L/RGB with a transparent colour, LA, PA)."""
+    """Any PIL mode -> RGBA, keeping transparency (P/L/RGB with a transparent colour, LA, PA, La, RGBa)."""
     if im.mode == "RGBA":
         return im
-    if im.mode in ("P", "PA", "L", "RGB", "LA", "La", "RGBa") and (
-            "transparency" in im.info or im.mode in ("PA", "LA", "La", "RGBa")):
-        return im.convert("RGBA")
+    if im.mode == "La":
+        # Premultiplied grey+alpha, which PIL cannot convert: undo the premultiplication by hand.
+        arr = np.asarray(im, dtype=np.float32)
+        grey, alpha = arr[..., 0], arr[..., 1]
+        grey = np.where(alpha > 0, grey * 255.0 / np.maximum(alpha, 1), 0)
+        g8, a8 = np.clip(grey + 0.5, 0, 255).astype(np.uint8), alpha.astype(np.uint8)
+        return Image.fromarray(np.stack([g8, g8, g8, a8], axis=-1), "RGBA")
     if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         # 16/32-bit grey: scale to 8 bits by the format's range, not by clipping.
         arr = np.asarray(im, dtype=np.float64)
@@ -57,9 +61,12 @@ def to_rgba(im: Image.Image) -> Image.Image:
         arr = np.asarray(im, dtype=np.float64)
         top = 1.0 if arr.max() <= 1.0 else 255.0
         return Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L").convert("RGBA")
-    if im.mode in ("1", "CMYK", "YCbCr", "LAB", "HSV", "P", "L", "RGB", "RGBX"):
+    if "transparency" in im.info or im.mode in ("PA", "LA", "RGBa"):
+        return im.convert("RGBA")
+    try:
         return im.convert("RGB").convert("RGBA")
-    return im.convert("RGBA")
+    except ValueError:
+        raise ValueError(f"image mode {im.mode} cannot be converted to RGB")
 
 
 def parse_colour(text: str) -> tuple[int, int, int]:

@@ -79,6 +79,7 @@ class Blur(nn.Module):
 
     def __init__(self, taps=(1, 2, 1)):
         super().__init__()
+        assert len(taps) % 2 == 1, "an odd number of taps keeps the image centred"
         k = torch.tensor(taps, dtype=torch.float32)
         k = k[:, None] * k[None, :]
         self.register_buffer("kernel", (k / k.sum())[None, None], persistent=False)  # [1, 1, k, k]

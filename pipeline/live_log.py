@@ -9,21 +9,40 @@ import logging
 import shutil
 from pathlib import Path
 
-from pipeline.files import atomic_write
+from pipeline.files import atomic_write, write_json
 
 log = logging.getLogger("train")
 
 
+def _row_step(line: str, col: int, width: int) -> int | None:
+    cells = line.split("\t")
+    if len(cells) != width:
+        return None
+    try:
+        return int(float(cells[col]))
+    except ValueError:
+        return None
+
+
 def trim_tsv(folder: Path, last_step: int) -> None:
-    """Drop the rows logged after `last_step` from every dvclive .tsv under `folder`."""
+    """Drop the rows logged after `last_step` from every dvclive .tsv under `folder`.
+
+    A kill can cut a file mid-row: an unterminated last line, or a row of the wrong width, is dropped too.
+    """
     for path in folder.rglob("*.tsv"):
-        lines = path.read_text().splitlines()
-        if not lines:
+        text = path.read_text(errors="replace")
+        lines = text.split("\n")
+        complete = lines[:-1]                      # the piece after the last newline is unfinished
+        if not complete or "step" not in complete[0].split("\t"):
+            path.unlink()
             continue
-        col = lines[0].split("\t").index("step") if "step" in lines[0].split("\t") else None
-        if col is None:
-            continue
-        kept = [lines[0]] + [ln for ln in lines[1:] if ln and int(float(ln.split("\t")[col])) <= last_step]
+        header = complete[0].split("\t")
+        col = header.index("step")
+        kept = [complete[0]]
+        for line in complete[1:]:
+            step = _row_step(line, col, len(header))
+            if step is not None and step <= last_step:
+                kept.append(line)
         with atomic_write(path, "w") as f:
             f.write("\n".join(kept) + "\n")
 
@@ -44,6 +63,8 @@ class LossLog:
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
         else:
             trim_tsv(self.folder, resume_step)
+            # dvclive rewrites its summary in place; a kill can leave it empty. Restart it at our step.
+            write_json(self.folder / "metrics.json", {"step": resume_step})
         self.live = Live(str(self.folder), resume=resume_step is not None, dvcyaml=None,
                          save_dvc_exp=False, report=None)
 

@@ -39,7 +39,8 @@ def path_length_penalty(G, z: torch.Tensor, res: int, alpha, pl_mean: torch.Tens
     """
     ws = make_ws(z)
     img = G.synthesis(ws, res, alpha, noise_mode="random")
-    noise = torch.randn_like(img) / math.sqrt(img.shape[2] * img.shape[3])
+    # randn of the shape (not randn_like): the same draw whatever the memory format (channels_last)
+    noise = torch.randn(img.shape, device=img.device, dtype=img.dtype) / math.sqrt(img.shape[2] * img.shape[3])
     (grad,) = torch.autograd.grad((img * noise).sum(), ws, create_graph=True)
     lengths = grad.square().sum(dim=2).mean(dim=1).sqrt()
     new_mean = pl_mean.lerp(lengths.mean().detach().float(), decay)

@@ -33,6 +33,7 @@ class UnpackParams:
     exclude: list = opt([], "glob patterns on container paths; matching art is skipped")
     decode_timeout: float = opt(120.0, "seconds one texture may take to decode before it is skipped", min=1)
     max_pixels: int = opt(64_000_000, "skip textures and images with more pixels than this", min=1)
+    worker_memory_mb: int = opt(4096, "address-space limit of each decode process (MB); 0 = none", min=0)
 
 
 @dataclass(frozen=True)
@@ -105,8 +106,11 @@ class TrainParams:
     device: str = opt("auto", "auto = cuda when present", choices=("auto", "cpu", "cuda"))
     precision: str = opt("fp32", "bf16 autocast (or fp16 with a grad scaler) on CUDA",
                          choices=("fp32", "bf16", "fp16"))
-    channels_last: bool = opt(False, "channels_last memory format on CUDA")
-    compile: bool = opt(False, "torch.compile the training step")
+    channels_last: bool = opt(False, "channels_last (NHWC) memory format for the networks and images")
+    compile: bool = opt(False, "torch.compile the main G and D passes (the regularisers stay eager)")
+    cuda_graphs: bool = opt(False, "with compile on CUDA: replay the compiled passes as CUDA graphs "
+                                   "(torch.compile mode reduce-overhead)")
+    fused_adam: bool = opt(False, "Adam as one fused kernel per network (with fp16: no host sync)")
     nan_policy: str = opt("rollback", "on NaN/inf: roll back to the last snapshot with a lower lr, or stop",
                           choices=("rollback", "stop"))
 
@@ -123,7 +127,7 @@ class ModelParams:
     w_dim: int = opt(512, "intermediate latent size", min=1)
     cbase: int = opt(16384, "channels at resolution r are min(cbase / r, cmax)", min=8)
     cmax: int = opt(512, "most channels in any layer", min=1)
-    mapping_lr_mult: float = opt(0.01, "learning-rate multiplier of the mapping network", min=0.0)
+    mapping_lr_mult: float = opt(0.01, "learning-rate multiplier of the mapping network", min=1e-6)
 
 
 @dataclass(frozen=True)
@@ -137,6 +141,7 @@ class EvalParams:
     mix_band: str = opt("coarse", "styles taken from source B in the mixing grid",
                         choices=("coarse", "middle", "fine"))
     truncation: float = opt(1.0, "psi of the uncurated grid and the SWD samples", min=-2.0, max=2.0)
+    device: str = opt("auto", "auto = cuda when present", choices=("auto", "cpu", "cuda"))
 
 
 SECTIONS = {"unpack": UnpackParams, "flatten": FlattenParams, "faces": FacesParams,

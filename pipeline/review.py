@@ -6,6 +6,7 @@ has decided, their decision from review/decisions.csv, which always wins.
 """
 from __future__ import annotations
 
+import csv
 import hashlib
 import logging
 import os
@@ -17,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from pipeline.errors import UserError
-from pipeline.files import read_csv, write_csv
+from pipeline.files import clean_text, read_csv, write_csv
 
 log = logging.getLogger("review")
 
@@ -51,8 +52,8 @@ def read_decisions(path: str | os.PathLike) -> dict[str, Decision]:
         return {}
     try:
         rows = read_csv(path)
-    except (UnicodeDecodeError, ValueError) as e:
-        raise UserError(f"{path}: not a readable CSV ({e})")
+    except (UnicodeDecodeError, ValueError, csv.Error) as e:
+        raise UserError(f"{path}: not a readable CSV ({clean_text(e)})")
     if rows and not {"id", "status"} <= set(rows[0]):
         raise UserError(f"{path}: needs the columns id,status,note")
     decisions = {}
@@ -61,7 +62,8 @@ def read_decisions(path: str | os.PathLike) -> dict[str, Decision]:
         if not rid:
             continue
         if status not in STATUSES:
-            raise UserError(f"{path}:{line}: status {status!r} for {rid} is not keep or reject")
+            raise UserError(f"{path}:{line}: status {clean_text(status)!r} for {clean_text(rid)} "
+                            f"is not keep or reject")
         decisions[rid] = Decision(status, (row.get("note") or "").strip())
     return decisions
 

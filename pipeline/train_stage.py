@@ -34,7 +34,9 @@ from pipeline.training import Runtime, Trainer
 log = logging.getLogger("train")
 
 MAX_ROLLBACKS = 3
-NOT_HASHED = ("device", "log_every", "snapshot_kimg", "nan_policy")   # do not change what is learned
+# Switches that change speed, not what is learned: a snapshot made without them resumes with them.
+NOT_HASHED = ("device", "log_every", "snapshot_kimg", "nan_policy", "compile", "cuda_graphs", "fused_adam",
+              "channels_last")
 
 
 def runtime(tp: TrainParams) -> Runtime:

@@ -4,6 +4,12 @@ The Trainer holds everything a run needs to continue bit for bit: G, D, G_ema, b
 images seen, the fade-in, the augmentation state, the loss running means and every RNG. Its
 `state_dict` is the checkpoint; `step` is one D update plus one G update (with the lazy regularisers on
 their intervals), done entirely on the device.
+
+Fast path (TrainParams switches, measured by `python -m pipeline.bench train`): autocast (bf16, or fp16
+with a grad scaler), channels_last, fused Adam, torch.compile of the main G and D passes (optionally as
+CUDA graphs). R1 and path length need double backward, which torch.compile cannot trace: they run
+eagerly on the same modules, every r1_interval / pl_interval steps. Nothing in `step` reads a tensor
+back to the host, so the GPU is never waited for until the caller asks for the losses.
 """
 from __future__ import annotations
 
@@ -49,6 +55,10 @@ def _all_reduce_grads(params, world: int) -> None:
 
 
 class Trainer:
+    # What torch.compile hands the traced graphs to. Tests use "aot_eager": the same tracing and
+    # autograd, without inductor's minute of C++ compilation on a CPU.
+    compile_backend = "inductor"
+
     def __init__(self,
         plan: StagePlan,            # what this stage trains (resolution, fade, lengths, batch, lr)
         tp: TrainParams,            # train section of params.yaml
@@ -61,17 +71,20 @@ class Trainer:
         assert self.batch * rt.world == plan.batch, f"batch {plan.batch} does not split over {rt.world} processes"
         torch.manual_seed(tp.seed)
         self.G, self.D = build_networks(mp, max_res=tp.final_res)
-        self.G.to(rt.device)
-        self.D.to(rt.device)
+        self.memory_format = torch.channels_last if tp.channels_last else torch.contiguous_format
+        self.G.to(rt.device, memory_format=self.memory_format)
+        self.D.to(rt.device, memory_format=self.memory_format)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         # Lazy regularisation (StyleGAN2): a regulariser run every k steps is scaled by k, and Adam's
         # lr and betas are adjusted by k/(k+1) so the effective dynamics match running it every step.
         self.c_g = tp.pl_interval / (tp.pl_interval + 1) if self._pl_on else 1.0
         self.c_d = tp.r1_interval / (tp.r1_interval + 1) if tp.r1_gamma > 0 else 1.0
+        # fused=None lets torch pick (foreach on CUDA); fused=True is one kernel per network.
+        fused = True if tp.fused_adam else None
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=plan.lr * self.c_g,
-                                      betas=(0.0, 0.99 ** self.c_g), eps=1e-8)
+                                      betas=(0.0, 0.99 ** self.c_g), eps=1e-8, fused=fused)
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=plan.lr * self.c_d,
-                                      betas=(0.0, 0.99 ** self.c_d), eps=1e-8)
+                                      betas=(0.0, 0.99 ** self.c_d), eps=1e-8, fused=fused)
         self.augment = Augment(tp.augment, tp.augment_policy, tp.ada_target)
         # fp16 needs loss scaling; bf16 has fp32's range and does not.
         fp16 = rt.precision == "fp16" and rt.device.type == "cuda"
@@ -86,6 +99,21 @@ class Trainer:
         self.prev_images = 0        # images seen by the stages before this one
         self.prev_seconds = 0.0
         self._set_trainable()
+        self._synthesis, self._discriminate = self._main_passes()
+
+    def _main_passes(self):
+        """G.synthesis and D for the main losses: compiled when asked, else the modules themselves.
+
+        The compiled versions share the modules' parameters (state_dict, EMA and the eager
+        regularisers all see the same weights). Each is traced for the few cases the step uses
+        (with or without grad, fading or not); a recompile budget of 8 covers them.
+        """
+        G, D = self.G, self.D
+        if not self.tp.compile:
+            return G.synthesis, D
+        graphs = self.tp.cuda_graphs and self.rt.device.type == "cuda"
+        options = dict(backend=self.compile_backend, mode="reduce-overhead" if graphs else None, dynamic=False)
+        return torch.compile(G.synthesis, **options), torch.compile(D, **options)
 
     @property
     def _pl_on(self) -> bool:
@@ -194,13 +222,19 @@ class Trainer:
         a = self.alpha()
         if a < 1:  # blend reals the way G's output is blended while the new block fades in
             x = torch.lerp(upsample(downsample(x, 2), 2), x, a)
-        return x
+        return x.contiguous(memory_format=self.memory_format)
 
     def step(self, source) -> dict[str, torch.Tensor]:
         """One D and one G update; returns detached losses (on the device)."""
         G, D, res = self.G, self.D, self.res
         a = self.alpha()
-        alpha = 1.0 if a >= 1 else torch.tensor(a, device=self.rt.device)
+        # a device tensor while fading (one compiled graph for every value); torch.full is a fill
+        # kernel, where torch.tensor would copy from the host
+        alpha = 1.0 if a >= 1 else torch.full((), a, device=self.rt.device)
+        synthesis, discriminate = self._synthesis, self._discriminate
+        if self.tp.compile and self.tp.cuda_graphs and self.rt.device.type == "cuda":
+            # a new round of graph replays: the previous step's graph outputs may be overwritten
+            torch.compiler.cudagraph_mark_step_begin()
         out = {}
         # D: reals up, fakes down (+ R1 every r1_interval steps).
         G.requires_grad_(False)
@@ -208,10 +242,10 @@ class Trainer:
             p.requires_grad_(True)
         real = self.reals(source)
         with torch.no_grad(), self._autocast():
-            fake = G.synthesis(self.make_ws(self._z(self.batch)), res, alpha)
+            fake = synthesis(self.make_ws(self._z(self.batch)), res, alpha)
         with self._autocast():
-            real_logits = D(self.augment(real, self.gen), res, alpha).float()
-            fake_logits = D(self.augment(fake.float(), self.gen), res, alpha).float()
+            real_logits = discriminate(self.augment(real, self.gen), res, alpha).float()
+            fake_logits = discriminate(self.augment(fake.float(), self.gen), res, alpha).float()
             loss_d = losses.d_logistic(real_logits, fake_logits)
         self.augment.observe(real_logits)
         if self.tp.r1_gamma > 0 and self.step_index % self.tp.r1_interval == 0:
@@ -226,8 +260,9 @@ class Trainer:
         for p in self.g_params:
             p.requires_grad_(True)
         with self._autocast():
-            fake = G.synthesis(self.make_ws(self._z(self.batch), update_w_avg=True), res, alpha)
-            loss_g = losses.g_nonsaturating(D(self.augment(fake.float(), self.gen), res, alpha).float())
+            fake = synthesis(self.make_ws(self._z(self.batch), update_w_avg=True), res, alpha)
+            fake_logits = discriminate(self.augment(fake.float(), self.gen), res, alpha).float()
+            loss_g = losses.g_nonsaturating(fake_logits)
         if self._pl_on and self.step_index % self.tp.pl_interval == 0:
             n = max(1, self.batch // 2)
             pl, self.pl_mean = losses.path_length_penalty(G, self._z(n), res, alpha, self.pl_mean, self.make_ws)
@@ -263,5 +298,4 @@ class Trainer:
         beta = 0.5 ** (self.batch * self.rt.world / half_life) if half_life > 0 else 0.0
         ema, cur = list(self.G_ema.parameters()), list(self.G.parameters())
         torch._foreach_lerp_(ema, cur, 1.0 - beta)
-        for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
-            b_ema.copy_(b)
+        torch._foreach_copy_(list(self.G_ema.buffers()), list(self.G.buffers()))

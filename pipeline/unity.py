@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -182,6 +183,10 @@ def plan_art(env) -> tuple[list[ArtPlan], list[tuple[str, str]]]:
         alpha_tex, how = alpha_of.get(k, (None, "none"))
         plans.append(ArtPlan(f"texture:{k[1]}", "texture", name, containers.get(k, ""), textures[k],
                              alpha_tex, how))
+    if not plans and not skips:
+        kinds = Counter(obj.type.name for obj in env.objects)
+        what = ", ".join(f"{n} {t}" for t, n in kinds.most_common(4)) or "no objects"
+        skips.append(("", f"no textures or sprites inside ({what})"))
     return plans, skips
 
 

@@ -166,7 +166,7 @@ def run(p: UnpackParams, raw: Path = Path("data/raw"), out: Path = Path("data/ex
     walker = Walker(raw)
     feed = (Task(u, opts) for u in walker.units())
     rows, skips = [], []
-    pool = WorkerPool(process, p.workers, desc="unpack", unit="file")
+    pool = WorkerPool(process, p.workers, memory_mb=p.worker_memory_mb, desc="unpack", unit="file")
 
     def timeout(task: Task) -> float:
         n = 1 if task.plan_only else len(task.keys) if task.keys is not None else BATCH

@@ -1,4 +1,4 @@
-"""Shared test helpers. Test material lives in the project (data/sample, models), never in ../shared."""
+"""Shared test helpers. Test material lives in the project (data/sample, models), never outside it."""
 from __future__ import annotations
 
 import os
@@ -15,6 +15,15 @@ CASCADE = ROOT / "models" / "lbpcascade_animeface.xml"
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Several test processes share the cores: torch's default of one thread per core in each of them
+    # makes the threads wait on each other (10x slower). One thread each, here and in the stages the
+    # tests start as subprocesses.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
 
 
 @pytest.fixture

@@ -121,7 +121,7 @@ def test_learns_the_colour_of_flat_images(tmp_path):
             return (t.G(z, 8, noise_mode="const").mean(dim=(0, 2, 3)) - target).abs().mean().item()
 
     start = distance()
-    for _ in range(250):
+    for _ in range(150):
         t.step(src)
     end = distance()
     assert end < 0.5 * start and end < 0.15, (start, end)

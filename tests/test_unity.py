@@ -5,6 +5,7 @@ from PIL import Image, ImageDraw
 
 from pipeline import unity
 from tests.conftest import IMAGES, TEMPLATES
+from tests.corpus import unknown_format
 
 
 def extract(name):
@@ -95,17 +96,8 @@ def test_alpha_mask_takes_a_when_real_else_r():
     assert mask.size == (4, 4) and mask.getpixel((3, 3)) == 77
 
 
-def test_unknown_texture_format_is_a_clear_error(tmp_path):
-    import UnityPy
-
-    env = UnityPy.load(str(TEMPLATES / "synthetic_gfl_style_face.bundle"))
-    for obj in env.objects:
-        if obj.type.name == "Texture2D":
-            tree = obj.read_typetree()
-            tree["m_TextureFormat"] = 200
-            obj.save_typetree(tree)
-    data = env.file.save(packer="lz4")
-    env2 = unity.load_environment([("x", data)])
-    plans, _ = unity.plan_art(env2)
+def test_unknown_texture_format_is_a_clear_error():
+    env = unity.load_environment([("x", unknown_format("synthetic_gfl_style_face.bundle", 200))])
+    plans, _ = unity.plan_art(env)
     with pytest.raises(ValueError, match="unknown texture format 200"):
         unity.build_art(plans[0])

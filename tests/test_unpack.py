@@ -1,8 +1,4 @@
 """Stage unpack on real bundles and archives, good and bad: nothing crashes, nothing good is lost."""
-import io
-import struct
-import zipfile
-
 import pytest
 from PIL import Image
 
@@ -11,43 +7,10 @@ from pipeline.files import read_csv
 from pipeline.params import UnpackParams
 from pipeline.unpack import run
 from tests.conftest import TEMPLATES
+from tests.corpus import image_bytes as png
+from tests.corpus import unknown_compression, unknown_format, zip_bytes
 
 PARAMS = UnpackParams(workers=2, max_pixels=4_000_000)
-
-
-def zip_bytes(members: dict) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        for name, data in members.items():
-            z.writestr(name, data)
-    return buf.getvalue()
-
-
-def unknown_compression(bundle: bytes) -> bytes:
-    """Set a UnityFS bundle's compression bits to a value no reader knows."""
-    pos = bundle.index(b"\x00") + 1 + 4
-    pos = bundle.index(b"\x00", pos) + 1
-    pos = bundle.index(b"\x00", pos) + 1 + 8 + 4 + 4
-    flags = struct.unpack(">I", bundle[pos:pos + 4])[0]
-    return bundle[:pos] + struct.pack(">I", flags | 0x3F) + bundle[pos + 4:]
-
-
-def unknown_format_bundle() -> bytes:
-    import UnityPy
-
-    env = UnityPy.load(str(TEMPLATES / "synthetic_rgb_alpha_sprite.bundle"))
-    for obj in env.objects:
-        if obj.type.name == "Texture2D":
-            tree = obj.read_typetree()
-            tree["m_TextureFormat"] = 200
-            obj.save_typetree(tree)
-    return env.file.save(packer="lz4")
-
-
-def png(img) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def write_good(raw):
@@ -83,7 +46,7 @@ def write_bad(raw):
     (raw / "notapk.apk").write_bytes(zip_bytes({"readme.txt": b"hello", "photo.jpg": b"\xff\xd8\xff" + b"0" * 99}))
     (raw / "truncated.bundle").write_bytes(bundle[: len(bundle) // 2])
     (raw / "unknown.bundle").write_bytes(unknown_compression(bundle))
-    (raw / "unknown_format.bundle").write_bytes(unknown_format_bundle())
+    (raw / "unknown_format.bundle").write_bytes(unknown_format("synthetic_rgb_alpha_sprite.bundle", 200))
     (raw / "tiny.png").write_bytes(png(Image.new("RGB", (1, 1))))
     (raw / "bomb.png").write_bytes(png(Image.new("1", (3000, 3000))))
     (raw / "garbage.png").write_bytes(b"this is not a picture\n" * 10)
