@@ -19,9 +19,11 @@ import resource
 import time
 
 import click
+import numpy as np
 import torch
 
 from pipeline import params
+from pipeline.dataset import ImageSource
 from pipeline.errors import UserError
 from pipeline.schedule import StagePlan
 from pipeline.training import Trainer
@@ -29,24 +31,10 @@ from pipeline.training import Trainer
 R1_INTERVAL, PL_INTERVAL, PL_WEIGHT, STYLE_MIXING = 16, 4, 2.0, 0.9   # StyleGAN2's, as the figures to beat
 
 
-class SyntheticSource:
-    """Random uint8 images on the training device, served exactly like pipeline.dataset.ImageSource:
-    random indices and mirror flips drawn with the trainer's generator, scaled to [-1, 1]."""
-
-    def __init__(self, count: int, res: int, device: torch.device, seed: int = 0):
-        g = torch.Generator().manual_seed(seed)
-        nhwc = torch.randint(0, 256, (count, res, res, 3), dtype=torch.uint8, generator=g)
-        self.images = nhwc.to(device).permute(0, 3, 1, 2)   # stored NHWC like a packed .npy
-        self.n, self.res = count, res
-
-    def __len__(self) -> int:
-        return self.n
-
-    def batch(self, size: int, generator: torch.Generator) -> torch.Tensor:
-        idx = torch.randint(self.n, (size,), generator=generator, device=generator.device)
-        flip = torch.rand(size, generator=generator, device=generator.device) < 0.5
-        x = self.images[idx.to(self.images.device)].float() / 127.5 - 1.0
-        return torch.where(flip.to(x.device).view(-1, 1, 1, 1), x.flip(3), x)
+def SyntheticSource(count: int, res: int, device: torch.device, seed: int = 0) -> ImageSource:
+    """Random uint8 images served by the stages' own ImageSource (kept on the training device)."""
+    rng = np.random.default_rng(seed)
+    return ImageSource(rng.integers(0, 256, (count, res, res, 3), dtype=np.uint8), device)
 
 
 def device_name(device: torch.device) -> str:

@@ -79,12 +79,12 @@ class ImageSource:
     """
 
     def __init__(self,
-        path: Path,                 # a packed .npy of [N, res, res, 3] uint8
+        data: Path | np.ndarray,    # a packed .npy of [N, res, res, 3] uint8, or such an array
         device: torch.device,       # where batches are produced
         mirror: bool = True,        # random horizontal flips (doubles a small data set)
         on_device_limit: int = 2 << 30,  # arrays up to this many bytes are copied to the device once
     ):
-        arr = np.load(path, mmap_mode="r")
+        arr = data if isinstance(data, np.ndarray) else np.load(data, mmap_mode="r")
         assert arr.ndim == 4 and arr.shape[3] == 3 and arr.dtype == np.uint8, arr.shape
         self.n, self.res = arr.shape[0], arr.shape[1]
         self.device, self.mirror = device, mirror

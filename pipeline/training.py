@@ -150,11 +150,7 @@ class Trainer:
 
     def load_state_dict(self, state: dict) -> None:
         """Continue a snapshot of this same stage exactly where it stopped."""
-        self._load_nets(state)
-        self.opt_G.load_state_dict(state["opt_G"])
-        self.opt_D.load_state_dict(state["opt_D"])
-        self.augment.load_state_dict(state["augment"], self.rt.device)
-        self.pl_mean = state["pl_mean"].to(self.rt.device)
+        self._load_learned(state)
         self.images, self.step_index = int(state["images"]), int(state["step"])
         self.lr_scale, self.train_seconds = float(state["lr_scale"]), float(state["train_seconds"])
         self.prev_images, self.prev_seconds = int(state["prev_images"]), float(state["prev_seconds"])
@@ -168,21 +164,23 @@ class Trainer:
             self.gen.manual_seed(self.tp.seed * 1_000_003 + self.res + self.rt.rank + 7919 * self.step_index)
 
     def continue_from(self, state: dict) -> None:
-        """Start this stage from the previous resolution's final state (progressive growing)."""
-        self._load_nets(state)
-        # Adam's moments of the layers both stages share carry over; the new layers start fresh.
-        self.opt_G.load_state_dict(state["opt_G"])
-        self.opt_D.load_state_dict(state["opt_D"])
-        self.augment.load_state_dict(state["augment"], self.rt.device)
-        self.pl_mean = state["pl_mean"].to(self.rt.device)
+        """Start this stage from the previous resolution's final state (progressive growing).
+
+        Adam's moments of the layers both stages share carry over; the new layers start fresh."""
+        self._load_learned(state)
         self.prev_images = int(state["prev_images"]) + int(state["images"])
         self.prev_seconds = float(state["prev_seconds"]) + float(state["train_seconds"])
         self._set_lr()
 
-    def _load_nets(self, state: dict) -> None:
+    def _load_learned(self, state: dict) -> None:
+        """What both a resume and a grown stage take over: networks, optimisers, augmentation, pl_mean."""
         self.G.load_state_dict(state["G"])
         self.D.load_state_dict(state["D"])
         self.G_ema.load_state_dict(state["G_ema"])
+        self.opt_G.load_state_dict(state["opt_G"])
+        self.opt_D.load_state_dict(state["opt_D"])
+        self.augment.load_state_dict(state["augment"], self.rt.device)
+        self.pl_mean = state["pl_mean"].to(self.rt.device)
 
     def _set_lr(self) -> None:
         for opt, c in ((self.opt_G, self.c_g), (self.opt_D, self.c_d)):
