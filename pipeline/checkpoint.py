@@ -15,7 +15,8 @@ from pathlib import Path
 
 import torch
 
-from pipeline.files import write_bytes, write_text
+from pipeline import killpoints
+from pipeline.files import atomic_write, write_text
 
 log = logging.getLogger("train")
 
@@ -32,7 +33,9 @@ def save(path: Path, state: dict) -> str:
     torch.save(state, buf)
     data = buf.getvalue()
     digest = hashlib.sha256(data).hexdigest()
-    write_bytes(path, data)
+    with atomic_write(path) as f:
+        f.write(data)
+        killpoints.reached("checkpoint_write")
     write_text(path.with_name(path.name + ".sha256"), digest + "\n")
     return digest
 

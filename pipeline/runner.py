@@ -7,6 +7,7 @@ import sys
 import time
 from typing import Callable
 
+from pipeline import killpoints
 from pipeline.errors import UserError
 
 
@@ -23,6 +24,7 @@ def run_stage(name: str, fn: Callable[[], None]) -> None:
     start = time.perf_counter()
     try:
         fn()
+        killpoints.reached("outputs_written")
     except UserError as e:
         print(f"{name}: error: {e}", file=sys.stderr)
         sys.exit(1)

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from pipeline import checkpoint
+from pipeline import checkpoint, killpoints
 from pipeline.dataset import ImageSource, dataset_fingerprint, pack
 from pipeline.errors import UserError
 from pipeline.files import save_image, staging_dir, write_json
@@ -93,6 +93,8 @@ def run(res: int, tp: TrainParams, mp: ModelParams, background=(255, 255, 255),
     out, snap_dir, live_dir = models / f"res{res}", models / "snapshots" / f"res{res}", logs / f"res{res}"
     snap_dir.mkdir(parents=True, exist_ok=True)   # declared persist outputs: they must exist, even
     live_dir.mkdir(parents=True, exist_ok=True)   # for a stage that does not train
+    for tmp in snap_dir.glob(".snapshot-*.tmp"):  # a write that a kill cut short: never renamed, never used
+        tmp.unlink(missing_ok=True)
     if not plan.train:
         write_skipped(out, plan)
         return {"trained": False, "reason": plan.reason}
@@ -114,6 +116,9 @@ def run(res: int, tp: TrainParams, mp: ModelParams, background=(255, 255, 255),
             trainer.continue_from(checkpoint.load(prev_path, map_location=rt.device))
         except checkpoint.BadCheckpoint as e:
             raise UserError(f"{e}; re-run train@{plan.grow_from} (dvc repro -f -s train@{plan.grow_from})")
+    total = int(round(plan.total_kimg * 1000))
+    if state is not None and trainer.images >= total:
+        log.info("train@%d: that snapshot holds the finished training; writing its outputs without training", res)
     source = ImageSource(pack(folder, res, tp.fit, background), rt.device)
     log.info("train@%d: %s, %d real image(s), %.2f+%.2f kimg, batch %d, lr %g, %s on %s%s", res, plan.reason,
              len(source), plan.fade_kimg, plan.stable_kimg, plan.batch, plan.lr, mp.arch, rt.device,
@@ -134,6 +139,12 @@ def run(res: int, tp: TrainParams, mp: ModelParams, background=(255, 255, 255),
     final = trainer.state_dict()
     if not checkpoint.all_finite([final["G"], final["D"], final["G_ema"]]):
         raise UserError(f"train@{res}: the weights hold NaN/inf; not writing them (see train.nan_policy)")
+    # The finished state stays in the persist folder until the next run of these options ends: DVC
+    # deletes models/res<R> before it re-runs a stage that it saw fail, and a kill between here and the
+    # process's exit is such a failure. The re-run then restores from this instead of training again.
+    final_snapshot = checkpoint.snapshot_path(snap_dir, key, trainer.images)
+    if not final_snapshot.exists():
+        checkpoint.save(final_snapshot, final)
     stats = {"res": res, "images_seen": trainer.images, "total_images": trainer.prev_images + trainer.images,
              "train_seconds": round(trainer.train_seconds, 3),
              "total_train_seconds": round(trainer.prev_seconds + trainer.train_seconds, 3),
@@ -145,7 +156,7 @@ def run(res: int, tp: TrainParams, mp: ModelParams, background=(255, 255, 255),
         write_json(stage / "options.json", opts)
         write_json(stage / "stats.json", stats)
         save_image(stage / "samples.png", upscale(grid(to_uint8(samples(trainer.G_ema, res, rt.device)), 4, 4)))
-    checkpoint.prune_snapshots(snap_dir, key, keep=0)   # the stage's output now holds it all
+    checkpoint.prune_snapshots(snap_dir, key, keep=1)   # only the finished state, for a re-run after a kill
     log.info("train@%d: %d images in %.1f s (%.1f img/s); wrote %s", res, trainer.images,
              trainer.train_seconds, stats["img_per_s"], out)
     return {"trained": True, **stats}
@@ -209,5 +220,6 @@ def _loop(trainer: Trainer, source, plan: StagePlan, tp: TrainParams, live, snap
         if rank0 and (trainer.images - last_snapshot >= tp.snapshot_kimg * 1000) and trainer.images < total:
             checkpoint.save(checkpoint.snapshot_path(snap_dir, key, trainer.images), trainer.state_dict())
             checkpoint.prune_snapshots(snap_dir, key)
+            killpoints.reached("snapshot_written")
             last_snapshot = trainer.images
     bar.close()

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from pipeline import losses
+from pipeline import killpoints, losses
 from pipeline.augment import Augment
 from pipeline.networks import build_networks, downsample, mix_ws, upsample
 from pipeline.params import ModelParams, TrainParams
@@ -253,6 +253,7 @@ class Trainer:
         self._update(loss_d, self.d_params, self.opt_D, self.scaler_D)
         out["loss_D"], out["real_score"], out["fake_score"] = (
             loss_d.detach(), real_logits.detach().mean(), fake_logits.detach().mean())
+        killpoints.reached("mid_step")
         # G: fool D (+ path length every pl_interval steps, stylegan2).
         D.requires_grad_(False)
         for p in self.g_params:

@@ -18,7 +18,7 @@ def run_all(root: Path) -> None:
     cwd = os.getcwd()
     os.chdir(root)
     try:
-        unpack.run(UnpackParams(workers=2, decode_timeout=30))
+        unpack.run(UnpackParams(workers=2, decode_timeout=600))   # no input here hangs: a limit no healthy decode reaches
         flatten.run(FlattenParams())
         faces.run(FacesParams(workers=2, cascade=str(CASCADE)))
         (root / "review").mkdir(exist_ok=True)

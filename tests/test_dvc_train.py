@@ -1,16 +1,12 @@
 """Real `dvc repro` through training in a temporary git repo: the chain, an experiment, a kill and resume."""
-import os
-import random
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from pipeline import checkpoint
 from tests.dvc_project import dvc, env, make_repo, ran_stages
+from tests.killing import repro_killed_at
 from tests.tiny import TINY_MODEL, tiny_schedule
 
 pytestmark = pytest.mark.slow
@@ -54,58 +50,47 @@ def test_progressive_false_reruns_only_training(repo):
     dvc(repo, "checkout", "-q")
 
 
-def _train_pids(res: int) -> list[int]:
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                cmd = (proc / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if b"stages.train" in cmd and str(res).encode() in cmd:
-                pids.append(int(proc.name))
-    return pids
-
-
-def kill_training_at_random(root: Path, res: int, rng: random.Random, timeout: float = 300) -> bool:
-    """Start `dvc repro`, SIGKILL its training process at a random moment once it trains (it has
-    written a snapshot in this run); True if it was killed."""
-    snaps = root / "models" / "snapshots" / f"res{res}"
-    before = {p.name for p in snaps.glob("snapshot-*.pt")}
-    p = subprocess.Popen([sys.executable, "-m", "dvc", "repro"], cwd=root, env=env(),
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline, killed, seen_at = time.time() + timeout, False, None
-    delay = rng.uniform(0.0, 1.5)
-    while time.time() < deadline and p.poll() is None and not killed:
-        pids = _train_pids(res)
-        if seen_at is None and {p.name for p in snaps.glob("snapshot-*.pt")} - before:
-            seen_at = time.time()
-        if seen_at is not None and time.time() - seen_at >= delay:
-            for pid in pids:
-                os.kill(pid, signal.SIGKILL)
-                killed = True
-        time.sleep(0.02)
-    out, _ = p.communicate(timeout=timeout)
-    if killed:
-        assert p.returncode != 0, out                  # dvc repro reports the killed stage as failed
-    return killed
+# Each kill lands at a moment the code names (pipeline.killpoints), in this order: after a snapshot,
+# inside the next snapshot's write (before its rename), in the middle of a step, after a later
+# snapshot, and once train@8 has written models/res8 but not yet exited (DVC then sees it as failed).
+KILLS = ["snapshot_written:1", "checkpoint_write:1", "mid_step:3", "snapshot_written:2", "outputs_written"]
 
 
 def test_killed_training_resumes_every_time(tmp_path):
-    root = make_repo(tmp_path, {**TINY, "train.final_res": 8, "train.schedule": tiny_schedule(0.4)})
+    root = make_repo(tmp_path / "repo", {**TINY, "train.final_res": 8, "train.schedule": tiny_schedule(0.4)})
     dvc(root, "repro", "review")
-    rng = random.Random(0)
-    kills = sum(kill_training_at_random(root, 8, rng) for _ in range(5))
-    assert kills == 5
+    snaps = root / "models/snapshots/res8"
+    outputs = []
+    for i, point in enumerate(KILLS):
+        outputs.append(repro_killed_at(root, point, env(), tmp_path / f"kill{i}"))
+    assert len(outputs) == 5
+    # The kill inside a write left only a temporary file: the next run resumed from the snapshot before.
+    assert "resuming from" in outputs[2] and outputs[2].count("resuming from") == 1
+    assert "000000000016.pt" in outputs[2], outputs[2][-2000:]
+    # After the kill at the very end, the finished state is still there ...
+    finished = checkpoint.snapshots(snaps, _only_key(snaps))
+    assert finished and checkpoint.load(finished[0])["images"] == 800     # 0.4 + 0.4 kimg at 8x8
+    seconds = checkpoint.load(finished[0])["train_seconds"]
     r = dvc(root, "repro")
-    assert "resuming from" in r.stdout + r.stderr
+    log = r.stdout + r.stderr
+    # ... and the re-run restores it instead of training the stage again (a retrained stage would
+    # have measured its own training time).
+    assert "holds the finished training; writing its outputs without training" in log, log[-3000:]
+    assert checkpoint.load(root / "models/res8/checkpoint.pt")["train_seconds"] == seconds
     state = checkpoint.load(root / "models/res8/checkpoint.pt")
-    assert state["images"] >= 800
+    assert state["images"] == 800
     steps = [int(row["step"]) for row in _tsv(root / "logs/res8/plots/metrics/loss_G.tsv")]
     log_every = 2
     expected = list(range(log_every, state["step"] + 1, log_every))
-    assert steps[: len(expected)] == expected and steps[-1] == state["step"]   # every step once, in order
+    assert steps == expected                                  # every step once, in order
     assert "up to date" in dvc(root, "status").stdout
+    assert [p.name for p in snaps.glob("snapshot-*.pt")] == [finished[0].name]   # pruned to the final one
+
+
+def _only_key(folder):
+    keys = {p.name.split("-")[1] for p in folder.glob("snapshot-*.pt")}
+    assert len(keys) == 1, keys
+    return keys.pop()
 
 
 def _tsv(path):

@@ -27,6 +27,7 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
         "--disable-sync", "--no-first-run"]
 FB = [f"fb-{i:012d}" for i in range(4)]
 FACE = "face-000000000000"
+WAIT_MS = 120_000
 
 
 def make_project(root: Path) -> Path:
@@ -61,6 +62,9 @@ def page():
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_page()
+        # Waits are on conditions (a class, a response); the deadline only has to outlast a loaded machine.
+        page.set_default_timeout(WAIT_MS)
+        sync_api.expect.set_options(timeout=WAIT_MS)
         errors = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         yield page
