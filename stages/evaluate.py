@@ -1,11 +1,11 @@
 """Stage `evaluate`: grids and metrics of the final model (`python -m stages.evaluate`)."""
-from pipeline import params
-from pipeline.runner import run_stage
+from pipeline.core import params
+from pipeline.core.runner import run_stage
 
 
 def body() -> None:
-    from pipeline.evaluate import run
-    from pipeline.images import parse_colour
+    from pipeline.core.colours import parse_colour
+    from pipeline.evaluate.stage import run
 
     train = params.load("train")
     run(params.load("eval"), train.dataset, train.fit, parse_colour(params.load("flatten").background))

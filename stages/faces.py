@@ -1,10 +1,10 @@
 """Stage `faces`: detect anime faces in the flat images and crop them, head to half body."""
-from pipeline import params
-from pipeline.runner import run_stage
+from pipeline.core import params
+from pipeline.core.runner import run_stage
 
 
 def main() -> None:
-    from pipeline.faces import run
+    from pipeline.extract.faces import run
 
     run(params.load("faces"))
 

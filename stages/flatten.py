@@ -1,10 +1,10 @@
 """Stage `flatten`: RGBA art -> RGB on a background (or alpha dropped, as the paper did)."""
-from pipeline import params
-from pipeline.runner import run_stage
+from pipeline.core import params
+from pipeline.core.runner import run_stage
 
 
 def main() -> None:
-    from pipeline.flatten import run
+    from pipeline.extract.flatten import run
 
     run(params.load("flatten"))
 

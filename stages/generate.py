@@ -10,7 +10,7 @@ Grids are enlarged (nearest) so each cell is at least --min-cell px; the single 
 """
 import click
 
-from pipeline.runner import run_stage
+from pipeline.core.runner import run_stage
 
 
 @click.command()
@@ -34,7 +34,7 @@ def main(checkpoint, seeds, trunc, out, grid, mix_rows, mix_cols, mix_band, inte
          noise, min_cell):
     """Write images of a trained generator: one PNG per seed, and optional grids."""
     def body():
-        from pipeline.sampling import generate
+        from pipeline.evaluate.sampling import generate
 
         generate(checkpoint, seeds=seeds, psi=trunc, out=out, grid=grid, mix_rows=mix_rows, mix_cols=mix_cols,
                  mix_band=mix_band, interpolate=interpolate, steps=steps, device=device, batch=batch,

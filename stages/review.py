@@ -4,12 +4,12 @@
 """
 import click
 
-from pipeline import params
-from pipeline.runner import run_stage
+from pipeline.core import params
+from pipeline.core.runner import run_stage
 
 
 def build() -> None:
-    from pipeline.review_stage import run
+    from pipeline.review.stage import run
 
     run(params.load("review"))
 
@@ -30,7 +30,7 @@ def main(ctx):
 @click.option("--open", "open_browser", is_flag=True, help="open the page in the default web browser")
 def serve(host, port, root, open_browser):
     """Open the review page: keep or reject images; decisions go to review/decisions.csv."""
-    from pipeline.review_server import serve as serve_page
+    from pipeline.review.server import serve as serve_page
 
     run_stage("review-page", lambda: serve_page(host=host, port=port, root=root, open_browser=open_browser))
 

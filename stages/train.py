@@ -1,8 +1,8 @@
 """Stage train@R: one resolution of progressive growing (`python -m stages.train --res R`)."""
 import click
 
-from pipeline import params
-from pipeline.runner import run_stage
+from pipeline.core import params
+from pipeline.core.runner import run_stage
 
 
 @click.command()
@@ -10,8 +10,8 @@ from pipeline.runner import run_stage
               help="the resolution this stage trains")
 def main(res):
     def body():
-        from pipeline.images import parse_colour
-        from pipeline.train_stage import run
+        from pipeline.core.colours import parse_colour
+        from pipeline.train.stage import run
 
         background = parse_colour(params.load("flatten").background)
         run(int(res), params.load("train"), params.load("model"), background)

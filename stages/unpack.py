@@ -1,10 +1,10 @@
 """Stage `unpack`: APKs, OBBs, Unity files and images in data/raw/ -> RGBA art in data/extracted/."""
-from pipeline import params
-from pipeline.runner import run_stage
+from pipeline.core import params
+from pipeline.core.runner import run_stage
 
 
 def main() -> None:
-    from pipeline.unpack import run
+    from pipeline.extract.unpack import run
 
     run(params.load("unpack"))
 

@@ -1,0 +1,3 @@
+from pipeline.bench.train import main
+
+main()

@@ -1,0 +1,81 @@
+"""Throughput of the data stages with 1, 2, ... worker processes (`python -m pipeline.bench data`).
+
+The built-in sample is too small to time (21 images), so it is copied `copies` times under different
+names into a temporary data/raw/: unpack then decodes every copy's bundles, and faces searches every
+flattened image. Both stages run exactly as `dvc repro` runs them (pipeline.extract.unpack.run,
+pipeline.extract.faces.run), worker start-up included; flatten runs once in between and is not timed.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from pipeline.core.params import FacesParams, FlattenParams, UnpackParams
+from pipeline.extract import faces, flatten, unpack
+
+CASCADE = Path(__file__).resolve().parents[2] / "models" / "lbpcascade_animeface.xml"   # the project root
+
+
+def replicate(sample: Path, raw: Path, copies: int) -> None:
+    """raw/copy000.apk ... : the same bytes under other names (each copy's art gets its own folder)."""
+    raw.mkdir(parents=True)
+    for i in range(copies):
+        dest = raw / f"copy{i:03d}{sample.suffix}"
+        try:
+            os.link(sample, dest)       # no need to spend disk on identical bytes
+        except OSError:
+            shutil.copyfile(sample, dest)
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def bench_data(copies: int, workers: list[int], stages: list[str], sample: str | Path = "data/raw/sample.apk",
+               echo=print) -> dict:
+    """Images/s of each stage for each worker count; faces needs unpack's output, so unpack runs
+    (untimed, with the most workers) even when only faces is asked for."""
+    sample = Path(sample)
+    result = {"copies": copies, "cpus": os.cpu_count(), "load_avg_before": round(os.getloadavg()[0], 2),
+              "unpack": {}, "faces": {}}
+    with tempfile.TemporaryDirectory(prefix="bench-data-") as tmp:
+        root = Path(tmp)
+        replicate(sample, root / "raw", copies)
+        echo(f"{copies} copies of {sample} in {root / 'raw'}; load average {result['load_avg_before']}")
+        extracted = None
+        for n in workers if "unpack" in stages else []:
+            out = root / f"extracted-{n}"
+            counts, seconds = _timed(lambda: unpack.run(UnpackParams(workers=n), root / "raw", out))
+            result["unpack"][n] = _figures(counts["extracted"], seconds)
+            echo(f"unpack, {n} worker(s): {counts['extracted']} images in {seconds:.2f} s = "
+                 f"{result['unpack'][n]['img_per_s']} images/s")
+            extracted = out
+        if "faces" in stages:
+            if extracted is None:
+                extracted = root / "extracted"
+                unpack.run(UnpackParams(workers=max(workers)), root / "raw", extracted)
+            flat = root / "flat"
+            flattened = flatten.run(FlattenParams(), extracted, flat)["flattened"]
+            for n in workers:
+                p = FacesParams(workers=n, cascade=str(CASCADE))
+                counts, seconds = _timed(lambda: faces.run(p, flat, root / f"faces-{n}"))
+                result["faces"][n] = {**_figures(flattened, seconds), "faces": counts["faces"]}
+                echo(f"faces, {n} worker(s): {flattened} images ({counts['faces']} faces) in {seconds:.2f} s = "
+                     f"{result['faces'][n]['img_per_s']} images/s")
+    for stage in ("unpack", "faces"):
+        runs = result[stage]
+        if len(runs) > 1:
+            base = runs[min(runs)]["img_per_s"]
+            for n, r in runs.items():
+                r["speedup"] = round(r["img_per_s"] / base, 2)
+    result["load_avg_after"] = round(os.getloadavg()[0], 2)
+    return result
+
+
+def _figures(images: int, seconds: float) -> dict:
+    return {"images": images, "seconds": round(seconds, 3), "img_per_s": round(images / max(seconds, 1e-9), 1)}

@@ -1,0 +1,226 @@
+"""Speed benchmarks of the real pipeline code.
+
+  python -m pipeline.bench train --res 256 --batch 64 --arch stylegan2 --cbase 16384 --cmax 512 \\
+      --map-layers 2 --kimg 5 --device cuda --precision bf16 --channels-last --compile
+  python -m pipeline.bench data --copies 25 --workers 1 --workers 2
+
+`train` times the stages' own Trainer.step (D and G updates, lazy R1 every 16 steps, path length
+every 4, style mixing 0.9, G_ema) on random images kept on the device, reading the losses back every
+`--log-every` steps as the stage does. `data` times the unpack and faces stages (pipeline.bench.data).
+Each prints its figures and, last, one JSON line for scripts.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import resource
+import time
+
+import click
+import numpy as np
+import torch
+
+from pipeline.core import params
+from pipeline.core.errors import UserError
+from pipeline.train.dataset import ImageSource
+from pipeline.train.schedule import StagePlan
+from pipeline.train.trainer import Trainer
+
+R1_INTERVAL, PL_INTERVAL, PL_WEIGHT, STYLE_MIXING = 16, 4, 2.0, 0.9   # StyleGAN2's, as the figures to beat
+
+
+def SyntheticSource(count: int, res: int, device: torch.device, seed: int = 0) -> ImageSource:
+    """Random uint8 images served by the stages' own ImageSource (kept on the training device)."""
+    rng = np.random.default_rng(seed)
+    return ImageSource(rng.integers(0, 256, (count, res, res, 3), dtype=np.uint8), device)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        model = ""
+    return f"{model or platform.processor() or 'CPU'} ({torch.get_num_threads()} threads)"
+
+
+def peak_memory_gb(device: torch.device) -> tuple[float, str]:
+    """Peak GPU memory held by tensors, or the peak resident memory of this process on the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2 ** 30, "cuda max_memory_allocated"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20, "process max RSS"
+
+
+def make_trainer(res: int, batch: int, arch: str, cbase: int, cmax: int, map_layers: int, z_dim: int,
+                 device: str, precision: str, channels_last: bool, compile: bool, cuda_graphs: bool,
+                 fused_adam: bool, augment: str, log_every: int, seed: int = 0,
+                 pl_weight: float = PL_WEIGHT) -> Trainer:
+    """A Trainer set up as the stage sets it up (same params, same runtime), at one resolution."""
+    from pipeline.train.stage import runtime
+
+    tp = params.parse("train", {
+        "start_res": res, "final_res": res, "progressive": False, "r1_gamma": 1.0,
+        "r1_interval": R1_INTERVAL, "pl_weight": pl_weight, "pl_interval": PL_INTERVAL,
+        "style_mixing": STYLE_MIXING, "ema_kimg": 10.0, "augment": augment, "log_every": log_every,
+        "seed": seed, "device": device, "precision": precision, "channels_last": channels_last,
+        "compile": compile, "cuda_graphs": cuda_graphs, "fused_adam": fused_adam})
+    mp = params.parse("model", {"arch": arch, "mapping_layers": map_layers, "z_dim": z_dim, "w_dim": z_dim,
+                                "cbase": cbase, "cmax": cmax})
+    plan = StagePlan(res, True, "benchmark", None, 0.0, 1.0, batch, 0.002)
+    return Trainer(plan, tp, mp, runtime(tp))
+
+
+def run_steps(trainer: Trainer, source, steps: int, log_every: int) -> dict[str, float]:
+    """`steps` training steps; losses read back every log_every steps (the stage's only host sync)."""
+    pending, means = [], {}
+    for i in range(steps):
+        pending.append(trainer.step(source))
+        if (i + 1) % log_every == 0 or i + 1 == steps:
+            names = sorted({k for d in pending for k in d})
+            stacked = torch.stack([torch.stack([d[n].float() for d in pending if n in d]).mean() for n in names])
+            means = dict(zip(names, stacked.tolist()))
+            pending.clear()
+    return means
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def bench_train(res: int = 32, batch: int = 16, arch: str = "stylegan2", cbase: int = 2048, cmax: int = 256,
+                map_layers: int = 2, z_dim: int = 512, kimg: float = 0.32, warmup: int = 10,
+                device: str = "auto", precision: str = "fp32", channels_last: bool = False,
+                compile: bool = False, cuda_graphs: bool = False, fused_adam: bool = False,
+                augment: str = "none", log_every: int = 10, images: int = 1024, threads: int = 0,
+                echo=print) -> dict:
+    """Build, warm up, time whole steps; return the figures and the settings (also echoed)."""
+    if threads > 0:
+        torch.set_num_threads(threads)
+    trainer = make_trainer(res, batch, arch, cbase, cmax, map_layers, z_dim, device, precision,
+                           channels_last, compile, cuda_graphs, fused_adam, augment, log_every)
+    rt = trainer.rt
+    source = SyntheticSource(images, res, rt.device)
+    # A whole number of R1 and path-length cycles, so the timed steps hold their fair share of both.
+    cycle = math.lcm(R1_INTERVAL, PL_INTERVAL)
+    steps = max(cycle, math.ceil(kimg * 1000 / batch / cycle) * cycle)
+    settings = {
+        "res": res, "batch": batch, "arch": arch, "cbase": cbase, "cmax": cmax, "map_layers": map_layers,
+        "z_dim": z_dim, "w_dim": z_dim, "channels": {r: min(cbase // r, cmax) for r in trainer.G.resolutions},
+        "r1_interval": R1_INTERVAL, "pl_interval": PL_INTERVAL,
+        "pl_weight": PL_WEIGHT if arch == "stylegan2" else 0.0,     # path length is StyleGAN2's only
+        "style_mixing": STYLE_MIXING, "augment": augment, "precision": rt.precision,
+        "channels_last": channels_last, "compile": compile, "cuda_graphs": cuda_graphs,
+        "fused_adam": fused_adam, "log_every": log_every, "warmup_steps": warmup, "timed_steps": steps,
+        "device": str(rt.device), "device_name": device_name(rt.device), "torch": torch.__version__,
+        "cuda": torch.version.cuda if rt.device.type == "cuda" else None,
+        "params_G": sum(p.numel() for p in trainer.G.parameters()),
+        "params_D": sum(p.numel() for p in trainer.D.parameters()),
+    }
+    if rt.device.type == "cpu":
+        settings["load_avg_before"] = round(os.getloadavg()[0], 2)
+    echo("settings: " + ", ".join(f"{k}={v}" for k, v in settings.items() if k != "channels"))
+    echo(f"channels per resolution: {settings['channels']}")
+
+    start = time.perf_counter()
+    run_steps(trainer, source, warmup, log_every)
+    _sync(rt.device)
+    echo(f"warm-up: {warmup} steps in {time.perf_counter() - start:.1f} s, not timed (compilation, "
+         f"cuDNN autotuning, allocator growth)")
+
+    start = time.perf_counter()
+    losses = run_steps(trainer, source, steps, log_every)
+    _sync(rt.device)
+    seconds = time.perf_counter() - start
+    timed_images = steps * batch
+    peak, peak_kind = peak_memory_gb(rt.device)
+    result = {
+        "s_per_kimg": round(seconds / timed_images * 1000, 3),
+        "img_per_s": round(timed_images / seconds, 2),
+        "ms_per_step": round(seconds / steps * 1000, 2),
+        "peak_mem_gb": round(peak, 3), "peak_mem_kind": peak_kind,
+        "timed_images": timed_images, "seconds": round(seconds, 3),
+        "losses": {k: round(v, 4) for k, v in losses.items()},
+        **settings,
+    }
+    if rt.device.type == "cpu":
+        result["load_avg_after"] = round(os.getloadavg()[0], 2)
+    echo(f"{timed_images} images in {seconds:.2f} s: {result['s_per_kimg']} s/kimg, "
+         f"{result['img_per_s']} images/s, {result['ms_per_step']} ms/step, "
+         f"peak memory {result['peak_mem_gb']} GB ({peak_kind})")
+    echo(f"last losses: {result['losses']}")
+    return result
+
+
+@click.group()
+def main():
+    """Speed benchmarks: `train` (the training step) and `data` (the unpack and faces stages)."""
+
+
+@main.command()
+@click.option("--res", type=click.Choice([str(r) for r in params.RESOLUTIONS]), default="256", show_default=True)
+@click.option("--batch", type=click.IntRange(2), default=64, show_default=True, help="images per step")
+@click.option("--arch", type=click.Choice(["stylegan", "stylegan2"]), default="stylegan2", show_default=True)
+@click.option("--cbase", type=click.IntRange(8), default=16384, show_default=True,
+              help="channels at resolution r are min(cbase / r, cmax)")
+@click.option("--cmax", type=click.IntRange(1), default=512, show_default=True)
+@click.option("--map-layers", type=click.IntRange(1, 16), default=2, show_default=True, help="mapping layers")
+@click.option("--z-dim", type=click.IntRange(1), default=512, show_default=True, help="z and w width")
+@click.option("--kimg", type=click.FloatRange(0, min_open=True), default=5.0, show_default=True,
+              help="thousands of images timed (rounded up to whole R1 cycles)")
+@click.option("--warmup", type=click.IntRange(1), default=10, show_default=True, help="untimed steps first")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True)
+@click.option("--channels-last/--no-channels-last", default=False, show_default=True)
+@click.option("--compile/--no-compile", "compile_", default=False, show_default=True,
+              help="torch.compile the main G and D passes")
+@click.option("--cuda-graphs/--no-cuda-graphs", default=False, show_default=True,
+              help="with --compile on CUDA: mode reduce-overhead")
+@click.option("--fused-adam/--no-fused-adam", default=False, show_default=True)
+@click.option("--augment", type=click.Choice(["none", "diffaugment", "ada"]), default="none", show_default=True)
+@click.option("--log-every", type=click.IntRange(1), default=10, show_default=True,
+              help="read the losses back every N steps")
+@click.option("--images", type=click.IntRange(1), default=1024, show_default=True,
+              help="random images in the synthetic data set")
+@click.option("--threads", type=click.IntRange(0), default=0, help="CPU threads for torch; 0 = torch's default")
+@click.option("--fast", is_flag=True, help="bf16, channels_last, fused Adam and compile together")
+def train(res, batch, arch, cbase, cmax, map_layers, z_dim, kimg, warmup, device, precision, channels_last,
+          compile_, cuda_graphs, fused_adam, augment, log_every, images, threads, fast):
+    """Time full training steps on random images; the last line is JSON."""
+    if fast:
+        precision, channels_last, fused_adam, compile_ = "bf16", True, True, True
+    try:
+        result = bench_train(int(res), batch, arch, cbase, cmax, map_layers, z_dim, kimg, warmup, device,
+                             precision, channels_last, compile_, cuda_graphs, fused_adam, augment, log_every,
+                             images, threads, echo=click.echo)
+    except UserError as e:   # e.g. --device cuda without a GPU: one line, no traceback
+        raise click.ClickException(str(e))
+    click.echo(json.dumps(result))
+
+
+@main.command()
+@click.option("--copies", type=click.IntRange(1), default=25, show_default=True,
+              help="copies of data/raw/sample.apk (21 images each) to process")
+@click.option("--workers", type=click.IntRange(1), multiple=True, default=(1, 2), show_default=True,
+              help="worker processes; repeat to compare")
+@click.option("--stages", default="unpack,faces", show_default=True, help="which stages to time")
+@click.option("--sample", type=click.Path(exists=True, dir_okay=False), default="data/raw/sample.apk",
+              show_default=True)
+def data(copies, workers, stages, sample):
+    """Images/s of the unpack and faces stages on the sample replicated; the last line is JSON."""
+    from pipeline.bench.data import bench_data
+
+    names = [s.strip() for s in stages.split(",") if s.strip()]
+    bad = [s for s in names if s not in ("unpack", "faces")]
+    if bad:
+        raise click.BadParameter(f"unknown stage(s) {bad}; known: unpack, faces", param_hint="--stages")
+    try:
+        result = bench_data(copies, list(workers), names, sample, echo=click.echo)
+    except UserError as e:
+        raise click.ClickException(str(e))
+    click.echo(json.dumps(result))
+

@@ -1,0 +1,364 @@
+"""StyleGAN generator and discriminator that grow progressively, for arch "stylegan" and "stylegan2".
+
+All blocks up to `max_res` exist from the start; `forward` takes the resolution trained now
+(`res`, a power of two from 4 to max_res) and the fade-in weight `alpha` of its newest block:
+  G: img = lerp(upsample(rgb at res/2), rgb at res, alpha)           (stylegan)
+     img = upsample(img at res/2) + alpha * toRGB_res(x)             (stylegan2, skip outputs)
+  D: x = lerp(fromRGB_res/2(downsample(img)), block_res(fromRGB_res(img)), alpha)
+so at alpha 0 G draws exactly upsample(G at res/2) and D sees exactly downsample(img) at res/2.
+Reals are blended the same way by the trainer: lerp(upsample(downsample(x)), x, alpha), with the
+nearest `upsample` and average-pool `downsample` exported here.
+
+Latents: z -> pixel norm -> mapping MLP -> w, broadcast to ws [N, num_ws(max_res), w_dim]; the
+layers of resolution r read ws[:, 2*log2(r)-4 : 2*log2(r)-2] (stylegan2 shares each toRGB's w with
+the next block's first conv, as the original does), so num_ws(res) = 2*log2(res) - 2 for both.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from pipeline.gan.layers import (
+    Blur,
+    EqualConv2d,
+    EqualLinear,
+    NoiseInput,
+    downsample,
+    instance_norm,
+    lrelu,
+    minibatch_std,
+    normalize_2nd_moment,
+    upsample,
+)
+from pipeline.gan.networks_v2 import ResidualBlock, SynthesisV2
+
+__all__ = ["Generator", "Discriminator", "build_networks", "style_bands", "num_ws", "mix_ws",
+           "upsample", "downsample", "count_params", "resolutions"]
+
+ARCHS = ("stylegan", "stylegan2")
+
+
+def resolutions(max_res: int) -> list[int]:
+    """[4, 8, ..., max_res]; max_res must be a power of two >= 4."""
+    assert max_res >= 4 and max_res & (max_res - 1) == 0, f"resolution {max_res} is not a power of two >= 4"
+    return [2 ** i for i in range(2, int(math.log2(max_res)) + 1)]
+
+
+def num_ws(res: int) -> int:
+    """Number of w vectors the synthesis network reads up to resolution res (2 per resolution)."""
+    return 2 * len(resolutions(res))
+
+
+def style_bands(res: int) -> dict[str, slice]:
+    """ws indices of the StyleGAN paper's bands: coarse 4-8, middle 16-32, fine 64 and up (clipped to res)."""
+    n = num_ws(res)
+    a, b = min(4, n), min(8, n)
+    return {"coarse": slice(0, a), "middle": slice(a, b), "fine": slice(b, n)}
+
+
+def mix_ws(ws: torch.Tensor, ws_other: torch.Tensor, band: slice | int | torch.Tensor) -> torch.Tensor:
+    """ws with the entries in `band` taken from ws_other; an int or 0-d tensor means slice(band, None).
+
+    Tensor bounds are fine (no host sync), so a trainer can draw the cutoff on the device.
+    """
+    assert ws.shape == ws_other.shape and ws.ndim == 3
+    if not isinstance(band, slice):
+        band = slice(band, None)
+    i = torch.arange(ws.shape[1], device=ws.device)
+    take = torch.ones_like(i, dtype=torch.bool)
+    if band.start is not None:
+        take = take & (i >= band.start)
+    if band.stop is not None:
+        take = take & (i < band.stop)
+    return torch.where(take.view(1, -1, 1), ws_other, ws)
+
+
+def _fading(res: int, alpha) -> bool:
+    """Whether the res/2 path is needed: a tensor alpha always blends (no data-dependent branch)."""
+    return res > 4 and (torch.is_tensor(alpha) or alpha < 1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Generator
+
+
+class MappingNetwork(nn.Module):
+    def __init__(self,
+        z_dim: int,                 # Input latent width.
+        w_dim: int,                 # Output latent width.
+        num_layers: int,            # Fully connected layers (8 in StyleGAN).
+        lr_mult: float,             # Learning-rate multiplier of every layer (0.01 in StyleGAN).
+    ):
+        super().__init__()
+        dims = [z_dim] + [w_dim] * num_layers
+        self.layers = nn.Sequential(*[EqualLinear(dims[i], dims[i + 1], lr_mult=lr_mult, act=True)
+                                      for i in range(num_layers)])
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.layers(normalize_2nd_moment(z))
+
+
+class StyleLayer(nn.Module):
+    """StyleGAN layer: [conv] -> [blur] -> noise -> bias -> lrelu -> instance norm -> style (AdaIN)."""
+
+    def __init__(self,
+        in_channels: int,           # Input channels.
+        out_channels: int,          # Output channels.
+        w_dim: int,                 # Width of the latent w.
+        res: int,                   # Output side.
+        noise_gen: torch.Generator, # Draws the fixed noise buffer.
+        conv: bool = True,          # False for the first 4x4 layer, which styles the constant directly.
+        up: bool = False,           # Upsample 2x (nearest, fused into the conv) and blur?
+    ):
+        super().__init__()
+        self.conv = EqualConv2d(in_channels, out_channels, 3, bias=False, up=up) if conv else None
+        self.blur = Blur() if up else None
+        self.noise = NoiseInput(res, out_channels, noise_gen)
+        self.bias = nn.Parameter(torch.zeros([out_channels]))
+        self.style = EqualLinear(w_dim, 2 * out_channels)  # scale (as 1 + s) and shift per channel
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str) -> torch.Tensor:
+        if self.conv is not None:
+            x = self.conv(x)
+        if self.blur is not None:
+            x = self.blur(x)
+        x = lrelu(self.noise(x, noise_mode) + self.bias.view(1, -1, 1, 1))
+        x = instance_norm(x)
+        scale, shift = self.style(w).unsqueeze(-1).unsqueeze(-1).chunk(2, dim=1)
+        return x * (1 + scale) + shift
+
+
+class SynthesisBlock(nn.Module):
+    """Two style layers at one resolution; at 4x4 the first one styles a learned constant."""
+
+    def __init__(self,
+        in_channels: int,           # Channels coming from res/2 (ignored at 4x4).
+        out_channels: int,          # Channels at this resolution.
+        w_dim: int,                 # Width of the latent w.
+        res: int,                   # Side of this block's output.
+        noise_gen: torch.Generator, # Draws the fixed noise buffers.
+    ):
+        super().__init__()
+        # random, not StyleGAN's ones: a flat constant makes the first instance norm divide 0 by 0
+        self.const = nn.Parameter(torch.randn([1, out_channels, 4, 4])) if res == 4 else None
+        first_in = out_channels if res == 4 else in_channels
+        self.layer0 = StyleLayer(first_in, out_channels, w_dim, res, noise_gen, conv=res > 4, up=res > 4)
+        self.layer1 = StyleLayer(out_channels, out_channels, w_dim, res, noise_gen)
+
+    def forward(self, x: torch.Tensor | None, ws: torch.Tensor, noise_mode: str) -> torch.Tensor:
+        assert ws.ndim == 3 and ws.shape[1] == 2
+        if self.const is not None:
+            x = self.const.expand(ws.shape[0], -1, -1, -1)
+        x = self.layer0(x, ws[:, 0], noise_mode)
+        return self.layer1(x, ws[:, 1], noise_mode)
+
+
+class Synthesis(nn.Module):
+    """StyleGAN synthesis network: ws -> image, with a 1x1 toRGB per resolution for fading."""
+
+    def __init__(self,
+        w_dim: int,                 # Width of the latent w.
+        max_res: int,               # Largest output side.
+        channels: dict[int, int],   # Feature channels per resolution.
+        img_channels: int,          # Output image channels.
+        noise_gen: torch.Generator, # Draws the fixed noise buffers.
+    ):
+        super().__init__()
+        self.blocks = nn.ModuleDict()
+        self.torgb = nn.ModuleDict()
+        for r in resolutions(max_res):
+            self.blocks[str(r)] = SynthesisBlock(channels[max(r // 2, 4)], channels[r], w_dim, r, noise_gen)
+            self.torgb[str(r)] = EqualConv2d(channels[r], img_channels, 1)
+
+    def forward(self, ws: torch.Tensor, res: int, alpha, noise_mode: str) -> torch.Tensor:
+        x, prev = None, None
+        for k, r in enumerate(resolutions(res)):
+            x = self.blocks[str(r)](x, ws[:, 2 * k: 2 * k + 2], noise_mode)
+            if r == res // 2 and _fading(res, alpha):
+                prev = upsample(self.torgb[str(r)](x), 2)
+        img = self.torgb[str(res)](x)
+        if prev is not None:
+            img = prev + (img - prev) * alpha  # not torch.lerp: operands may differ in dtype under autocast
+        return img
+
+    def params_at(self, res: int) -> list[nn.Parameter]:
+        return list(self.blocks[str(res)].parameters()) + list(self.torgb[str(res)].parameters())
+
+
+class Generator(nn.Module):
+    def __init__(self,
+        arch: str = "stylegan",     # "stylegan" (AdaIN, the paper's) or "stylegan2" (demodulation, skips).
+        z_dim: int = 512,           # Input latent width.
+        w_dim: int = 512,           # Intermediate latent width.
+        mapping_layers: int = 8,    # Layers of the mapping network.
+        max_res: int = 256,         # Largest output side; all blocks up to it are built now.
+        cbase: int = 16384,         # Channels at resolution r: min(cbase // r, cmax).
+        cmax: int = 512,            # Most channels of any layer.
+        mapping_lr_mult: float = 0.01,  # Learning-rate multiplier of the mapping network.
+        img_channels: int = 3,      # Output image channels.
+        noise_seed: int = 0,        # Seed of the fixed ("const") noise buffers.
+    ):
+        super().__init__()
+        assert arch in ARCHS, f"arch must be one of {ARCHS}, got {arch!r}"
+        self.arch, self.z_dim, self.w_dim, self.max_res = arch, z_dim, w_dim, max_res
+        self.cbase, self.cmax, self.img_channels = cbase, cmax, img_channels
+        self.resolutions = resolutions(max_res)
+        self.mapping_net = MappingNetwork(z_dim, w_dim, mapping_layers, mapping_lr_mult)
+        channels = {r: self.channels(r) for r in self.resolutions}
+        noise_gen = torch.Generator().manual_seed(noise_seed)
+        synthesis = Synthesis if arch == "stylegan" else SynthesisV2
+        self.synthesis_net = synthesis(w_dim, max_res, channels, img_channels, noise_gen)
+        self.register_buffer("w_avg", torch.zeros([w_dim]))
+
+    def channels(self, res: int) -> int:
+        return min(self.cbase // res, self.cmax)
+
+    def num_ws(self, res: int) -> int:
+        assert res <= self.max_res, f"res {res} is above max_res {self.max_res}"
+        return num_ws(res)
+
+    def mapping(self, z: torch.Tensor, psi: float = 1.0, trunc_cutoff: int | None = None,
+                update_w_avg_beta: float | None = None) -> torch.Tensor:
+        """z [N, z_dim] -> ws [N, num_ws(max_res), w_dim], truncated towards w_avg for ws[:, :trunc_cutoff]."""
+        assert z.ndim == 2 and z.shape[1] == self.z_dim, f"z must be [N, {self.z_dim}], got {list(z.shape)}"
+        w = self.mapping_net(z)
+        if update_w_avg_beta is not None:  # running mean of w over training, for truncation
+            with torch.no_grad():
+                self.w_avg.copy_(w.detach().float().mean(dim=0).lerp(self.w_avg, update_w_avg_beta))
+        ws = w.unsqueeze(1).repeat(1, self.num_ws(self.max_res), 1)
+        if psi != 1:
+            cut = ws.shape[1] if trunc_cutoff is None else trunc_cutoff
+            head = self.w_avg + (ws[:, :cut] - self.w_avg) * psi
+            ws = torch.cat([head.to(ws.dtype), ws[:, cut:]], dim=1)
+        return ws
+
+    def synthesis(self, ws: torch.Tensor, res: int, alpha=1.0, noise_mode: str = "random") -> torch.Tensor:
+        """ws [N, >= num_ws(res), w_dim] -> images [N, img_channels, res, res] in about [-1, 1].
+
+        alpha: float or 0-d tensor in [0, 1]; a float 1 skips the fade path, a tensor always blends
+        (under torch.compile pass a tensor while fading, or each new float value may recompile).
+        """
+        assert res in self.resolutions, f"res {res} is not one of {self.resolutions}"
+        assert ws.ndim == 3 and ws.shape[1] >= num_ws(res) and ws.shape[2] == self.w_dim, \
+            f"ws must be [N, >={num_ws(res)}, {self.w_dim}], got {list(ws.shape)}"
+        img = self.synthesis_net(ws, res, alpha, noise_mode)
+        assert img.shape == (ws.shape[0], self.img_channels, res, res)
+        return img
+
+    def forward(self, z: torch.Tensor, res: int, alpha=1.0, psi: float = 1.0,
+                noise_mode: str = "random") -> torch.Tensor:
+        return self.synthesis(self.mapping(z, psi=psi), res, alpha, noise_mode)
+
+    def params_at(self, res: int) -> list[nn.Parameter]:
+        """Parameters of the synthesis block and toRGB of exactly `res` (the mapping network is apart)."""
+        assert res in self.resolutions, f"res {res} is not one of {self.resolutions}"
+        return self.synthesis_net.params_at(res)
+
+
+# ----------------------------------------------------------------------------------------------
+# Discriminator
+
+
+class DiscriminatorBlock(nn.Module):
+    """StyleGAN D block: 3x3 conv, lrelu, blur, 3x3 conv with 2x2 average-pool downsampling, lrelu."""
+
+    def __init__(self,
+        in_channels: int,           # Channels at this resolution.
+        out_channels: int,          # Channels at res/2.
+    ):
+        super().__init__()
+        self.conv0 = EqualConv2d(in_channels, in_channels, 3, act=True)
+        self.blur = Blur()
+        self.conv1 = EqualConv2d(in_channels, out_channels, 3, act=True, down=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv1(self.blur(self.conv0(x)))
+
+
+class DiscriminatorEpilogue(nn.Module):
+    """4x4 head: minibatch std, 3x3 conv, dense, dense to one logit."""
+
+    def __init__(self,
+        channels: int,              # Channels at 4x4.
+        mbstd_group: int,           # Samples per minibatch-std group (fewer if the batch needs it).
+    ):
+        super().__init__()
+        self.mbstd_group = mbstd_group
+        self.conv = EqualConv2d(channels + 1, channels, 3, act=True)
+        self.fc = EqualLinear(channels * 16, channels, act=True)
+        self.out = EqualLinear(channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(minibatch_std(x, self.mbstd_group))
+        return self.out(self.fc(x.flatten(1)))[:, 0]
+
+
+class Discriminator(nn.Module):
+    def __init__(self,
+        arch: str = "stylegan",     # "stylegan" (plain blocks) or "stylegan2" (residual blocks).
+        max_res: int = 256,         # Largest input side; all blocks up to it are built now.
+        cbase: int = 16384,         # Channels at resolution r: min(cbase // r, cmax).
+        cmax: int = 512,            # Most channels of any layer.
+        mbstd_group: int = 4,       # Samples per minibatch-std group.
+        img_channels: int = 3,      # Input image channels.
+    ):
+        super().__init__()
+        assert arch in ARCHS, f"arch must be one of {ARCHS}, got {arch!r}"
+        self.arch, self.max_res, self.cbase, self.cmax = arch, max_res, cbase, cmax
+        self.img_channels = img_channels
+        self.resolutions = resolutions(max_res)
+        block = DiscriminatorBlock if arch == "stylegan" else ResidualBlock
+        self.fromrgb = nn.ModuleDict()
+        self.blocks = nn.ModuleDict()
+        for r in self.resolutions:
+            self.fromrgb[str(r)] = EqualConv2d(img_channels, self.channels(r), 1, act=True)
+            self.blocks[str(r)] = (DiscriminatorEpilogue(self.channels(4), mbstd_group) if r == 4
+                                   else block(self.channels(r), self.channels(r // 2)))
+
+    def channels(self, res: int) -> int:
+        return min(self.cbase // res, self.cmax)
+
+    def forward(self, img: torch.Tensor, res: int, alpha=1.0) -> torch.Tensor:
+        """img [N, img_channels, res, res] -> logits [N]; alpha as in Generator.synthesis."""
+        assert res in self.resolutions, f"res {res} is not one of {self.resolutions}"
+        assert img.ndim == 4 and img.shape[1:] == (self.img_channels, res, res), \
+            f"img must be [N, {self.img_channels}, {res}, {res}], got {list(img.shape)}"
+        x = self.fromrgb[str(res)](img)
+        if res > 4:
+            x = self.blocks[str(res)](x)
+            if _fading(res, alpha):
+                old = self.fromrgb[str(res // 2)](downsample(img, 2))
+                x = old + (x - old) * alpha
+        for r in reversed(resolutions(res // 2) if res > 4 else [4]):
+            x = self.blocks[str(r)](x)
+        assert x.shape == (img.shape[0],)
+        return x
+
+    def params_at(self, res: int) -> list[nn.Parameter]:
+        """Parameters of the fromRGB and block of exactly `res` (at 4: the minibatch-std head)."""
+        assert res in self.resolutions, f"res {res} is not one of {self.resolutions}"
+        return list(self.fromrgb[str(res)].parameters()) + list(self.blocks[str(res)].parameters())
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def build_networks(model_params, max_res: int) -> tuple[Generator, Discriminator]:
+    """G and D from pipeline.core.params.ModelParams, built up to max_res."""
+    mp = model_params
+    G = Generator(arch=mp.arch, z_dim=mp.z_dim, w_dim=mp.w_dim, mapping_layers=mp.mapping_layers,
+                  max_res=max_res, cbase=mp.cbase, cmax=mp.cmax, mapping_lr_mult=mp.mapping_lr_mult)
+    D = Discriminator(arch=mp.arch, max_res=max_res, cbase=mp.cbase, cmax=mp.cmax)
+    return G, D
+
+
+def count_params(module: nn.Module, res: int | None = None) -> int:
+    """Parameters of G or D used up to `res` (blocks <= res, plus G's mapping); res None = all."""
+    if res is None:
+        return sum(p.numel() for p in module.parameters())
+    params = [p for r in resolutions(res) for p in module.params_at(r)]
+    if isinstance(module, Generator):
+        params += list(module.mapping_net.parameters())
+    return sum(p.numel() for p in params)

@@ -1,0 +1,139 @@
+"""The StyleGAN2 parts of pipeline/networks.py: modulated synthesis with skip outputs, residual D block.
+
+Same growing scheme as StyleGAN: the image of resolution r is upsample(image at r/2) + toRGB_r(x),
+and the newest block's toRGB is scaled by alpha while it fades in. Upsampling of features is
+nearest (fused into the conv) followed by a [1, 2, 1] blur, as in the StyleGAN blocks.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from pipeline.gan.layers import Blur, EqualConv2d, ModulatedConv2d, NoiseInput, downsample, lrelu, upsample
+
+
+def _resolutions(res: int) -> list[int]:
+    return [2 ** i for i in range(2, int(math.log2(res)) + 1)]
+
+
+class SynthesisLayerV2(nn.Module):
+    """Modulated 3x3 conv (demodulated) -> [blur] -> noise -> bias -> lrelu."""
+
+    def __init__(self,
+        in_channels: int,           # Input channels.
+        out_channels: int,          # Output channels.
+        w_dim: int,                 # Width of the latent w.
+        res: int,                   # Output side.
+        noise_gen: torch.Generator, # Draws the fixed noise buffer.
+        up: bool = False,           # Upsample 2x (nearest, fused into the conv) and blur?
+    ):
+        super().__init__()
+        self.conv = ModulatedConv2d(in_channels, out_channels, 3, w_dim, up=up)
+        self.blur = Blur() if up else None
+        self.noise = NoiseInput(res, 1, noise_gen)  # one learned strength per layer, as in StyleGAN2
+        self.bias = nn.Parameter(torch.zeros([out_channels]))
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str) -> torch.Tensor:
+        x = self.conv(x, w)
+        if self.blur is not None:
+            x = self.blur(x)
+        return lrelu(self.noise(x, noise_mode) + self.bias.view(1, -1, 1, 1))
+
+
+class ToRGBV2(nn.Module):
+    """Modulated 1x1 conv without demodulation, plus bias; no activation."""
+
+    def __init__(self,
+        in_channels: int,           # Feature channels.
+        img_channels: int,          # Image channels.
+        w_dim: int,                 # Width of the latent w.
+    ):
+        super().__init__()
+        self.conv = ModulatedConv2d(in_channels, img_channels, 1, w_dim, demodulate=False)
+        self.bias = nn.Parameter(torch.zeros([img_channels]))
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return self.conv(x, w) + self.bias.view(1, -1, 1, 1)
+
+
+class SynthesisBlockV2(nn.Module):
+    """One resolution: two modulated layers (one at 4x4, on a learned constant)."""
+
+    def __init__(self,
+        in_channels: int,           # Channels coming from res/2 (ignored at 4x4).
+        out_channels: int,          # Channels at this resolution.
+        w_dim: int,                 # Width of the latent w.
+        res: int,                   # Side of this block's output.
+        noise_gen: torch.Generator, # Draws the fixed noise buffers.
+    ):
+        super().__init__()
+        self.const = nn.Parameter(torch.randn([1, out_channels, 4, 4])) if res == 4 else None
+        self.layer0 = SynthesisLayerV2(in_channels, out_channels, w_dim, res, noise_gen, up=True) \
+            if res > 4 else None
+        self.layer1 = SynthesisLayerV2(out_channels, out_channels, w_dim, res, noise_gen)
+        self.num_conv = 1 if res == 4 else 2
+
+    def forward(self, x: torch.Tensor | None, ws: torch.Tensor, noise_mode: str) -> torch.Tensor:
+        assert ws.ndim == 3 and ws.shape[1] == self.num_conv
+        if self.const is not None:
+            x = self.const.expand(ws.shape[0], -1, -1, -1)
+        if self.layer0 is not None:
+            x = self.layer0(x, ws[:, 0], noise_mode)
+        return self.layer1(x, ws[:, -1], noise_mode)
+
+
+class SynthesisV2(nn.Module):
+    """StyleGAN2 synthesis network with skip outputs: the image is a sum of upsampled toRGBs."""
+
+    def __init__(self,
+        w_dim: int,                 # Width of the latent w.
+        max_res: int,               # Largest output side.
+        channels: dict[int, int],   # Feature channels per resolution.
+        img_channels: int,          # Output image channels.
+        noise_gen: torch.Generator, # Draws the fixed noise buffers.
+    ):
+        super().__init__()
+        self.blocks = nn.ModuleDict()
+        self.torgb = nn.ModuleDict()
+        for r in _resolutions(max_res):
+            self.blocks[str(r)] = SynthesisBlockV2(channels[max(r // 2, 4)], channels[r], w_dim, r, noise_gen)
+            self.torgb[str(r)] = ToRGBV2(channels[r], img_channels, w_dim)
+
+    def forward(self, ws: torch.Tensor, res: int, alpha, noise_mode: str) -> torch.Tensor:
+        fading = res > 4 and (torch.is_tensor(alpha) or alpha < 1)
+        x, img = None, None
+        for k, r in enumerate(_resolutions(res)):
+            # ws 2k-1, 2k drive the convs and 2k+1 the toRGB, which the next block's first conv shares
+            x = self.blocks[str(r)](x, ws[:, max(2 * k - 1, 0): 2 * k + 1], noise_mode)
+            y = self.torgb[str(r)](x, ws[:, 2 * k + 1])
+            if img is None:
+                img = y
+            elif r == res and fading:
+                img = upsample(img, 2) + y * alpha
+            else:
+                img = upsample(img, 2) + y
+        return img
+
+    def params_at(self, res: int) -> list[nn.Parameter]:
+        return list(self.blocks[str(res)].parameters()) + list(self.torgb[str(res)].parameters())
+
+
+class ResidualBlock(nn.Module):
+    """StyleGAN2 D block: conv, blur, downsampling conv, plus a 1x1 skip of the average-pooled input."""
+
+    def __init__(self,
+        in_channels: int,           # Channels at this resolution.
+        out_channels: int,          # Channels at res/2.
+    ):
+        super().__init__()
+        self.conv0 = EqualConv2d(in_channels, in_channels, 3, act=True)
+        self.blur = Blur()
+        self.conv1 = EqualConv2d(in_channels, out_channels, 3, act=True, down=True)
+        self.skip = EqualConv2d(in_channels, out_channels, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.skip(downsample(x, 2))
+        x = self.conv1(self.blur(self.conv0(x)))
+        return (x + y) * math.sqrt(0.5)  # keeps the sum at unit variance

@@ -1,0 +1,3 @@
+from pipeline.sample.builder import main
+
+main()

@@ -1,0 +1,60 @@
+"""params.yaml is validated on load: a bad value stops the stage with one line naming the key."""
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from pipeline.core import params
+from pipeline.core.errors import ParamError
+from tests.helpers.project import ROOT, env_with_project_on_path
+
+
+def test_shipped_params_are_valid():
+    data = params.load_all(ROOT / "params.yaml")
+    for section in params.SECTIONS:
+        params.parse(section, data.get(section))
+
+
+@pytest.mark.parametrize("section,raw,key", [
+    ("unpack", {"min_size": "big"}, "unpack.min_size"),
+    ("unpack", {"min_size": 0}, "unpack.min_size"),
+    ("unpack", {"include": "*.png"}, "unpack.include"),
+    ("unpack", {"workers": True}, "unpack.workers"),
+    ("flatten", {"mode": "paint"}, "flatten.mode"),
+    ("flatten", {"background": "#zzzzzz"}, "flatten.background"),
+    ("faces", {"scale_factor": 1.0}, "faces.scale_factor"),
+    ("faces", {"colour": 1}, "faces.colour"),
+    ("review", {"default": "maybe"}, "review.default"),
+    ("train", {"start_res": 12}, "train.start_res"),
+    ("train", {"start_res": 64, "final_res": 32}, "train.start_res"),
+    ("train", {"schedule": {"8": {"batch": 0, "lr": 0.1, "fade_kimg": 1, "stable_kimg": 1}}}, "train.schedule.8.batch"),
+    ("model", {"arch": "stylegan3"}, "model.arch"),
+])
+def test_bad_values_name_their_key(section, raw, key):
+    with pytest.raises(ParamError) as e:
+        params.parse(section, raw)
+    assert e.value.key == key
+    assert str(e.value).startswith(f"params.yaml: {key}:") and "\n" not in str(e.value)
+
+
+def test_ints_are_accepted_for_floats_and_null_for_strings():
+    assert params.parse("faces", {"expand": 3}).expand == 3.0
+    assert params.parse("eval", {"inception_weights": None}).inception_weights == ""
+
+
+def test_stage_exits_with_one_line(tmp_path):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"unpack": {"min_size": "big"}}))
+    (tmp_path / "data" / "raw").mkdir(parents=True)
+    r = subprocess.run([sys.executable, "-m", "stages.unpack"], cwd=tmp_path, capture_output=True, text=True,
+                       env=env_with_project_on_path())
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines()[-1] == \
+        "unpack: error: params.yaml: unpack.min_size: expected int, got 'big'"
+    assert "Traceback" not in r.stderr
+
+
+def test_broken_yaml_is_one_line(tmp_path):
+    (tmp_path / "params.yaml").write_text("unpack: [\n")
+    with pytest.raises(ParamError, match="not valid YAML"):
+        params.load("unpack", tmp_path / "params.yaml")

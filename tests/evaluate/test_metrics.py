@@ -1,0 +1,378 @@
+"""Tests for pipeline.evaluate.metrics: SWD against a numpy reference and on images whose quality we control,
+FID/KID against direct computations, and the feature-net loading path users take for Inception."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.core.errors import UserError
+from pipeline.evaluate import metrics
+
+
+def blob_images(n: int, size: int, seed: int) -> np.ndarray:
+    """Structured test images, uint8 [n,size,size,3]: a colour gradient with 2-5 colour blobs, some
+    soft, some hard-edged (so every pyramid band has content, as in drawn art)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    angle = rng.uniform(0, 2 * np.pi, (n, 1, 1))
+    ramp = ((xx * np.cos(angle) + yy * np.sin(angle)) - (np.cos(angle) + np.sin(angle) - 1) / 2)[..., None]
+    start, end = rng.uniform(0, 255, (2, n, 1, 1, 3))
+    images = start + (end - start) * ramp.clip(0, 1)
+    for k in range(5):
+        present = (rng.uniform(size=(n, 1, 1, 1)) < 0.6) | (k < 2)
+        cy, cx = rng.uniform(0, 1, (2, n, 1, 1))
+        radius = rng.uniform(0.05, 0.25, (n, 1, 1))
+        dist2 = (yy - cy) ** 2 + (xx - cx) ** 2
+        hard = rng.uniform(size=(n, 1, 1)) < 0.5
+        weight = np.where(hard, dist2 < radius**2, np.exp(-dist2 / (2 * radius**2)))[..., None] * present
+        images = images * (1 - weight) + rng.uniform(0, 255, (n, 1, 1, 3)) * weight
+    return images.clip(0, 255).round().astype(np.uint8)
+
+
+def gaussian_blur(images: np.ndarray, sigma: float) -> np.ndarray:
+    """Separable Gaussian blur of uint8 [N,H,W,3] with mirrored borders (numpy only)."""
+    r = int(3 * sigma)
+    taps = np.exp(-(np.arange(-r, r + 1) ** 2) / (2 * sigma**2))
+    taps /= taps.sum()
+    out = images.astype(np.float64)
+    for axis in (1, 2):
+        pad = [(0, 0)] * 4
+        pad[axis] = (r, r)
+        padded = np.pad(out, pad, mode="reflect")
+        out = sum(t * np.take(padded, range(i, i + images.shape[axis]), axis=axis) for i, t in enumerate(taps))
+    return out.round().astype(np.uint8)
+
+
+def add_noise(images: np.ndarray, std: float, seed: int) -> np.ndarray:
+    noise = np.random.default_rng(seed).normal(0, std, images.shape)
+    return (images + noise).clip(0, 255).round().astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------------------------
+# Numpy reference for SWD (ProGAN's recipe written out directly)
+
+KERNEL = np.outer([1, 4, 6, 4, 1], [1, 4, 6, 4, 1]) / 256.0
+
+
+def np_blur(x: np.ndarray, gain: float) -> np.ndarray:
+    n, c, h, w = x.shape
+    padded = np.pad(x, ((0, 0), (0, 0), (2, 2), (2, 2)), mode="reflect")
+    out = np.zeros_like(x)
+    for dy in range(5):
+        for dx in range(5):
+            out += gain * KERNEL[dy, dx] * padded[:, :, dy : dy + h, dx : dx + w]
+    return out
+
+
+def np_pyramid(x: np.ndarray, levels: int) -> list[np.ndarray]:
+    gauss = [x]
+    for _ in range(levels - 1):
+        gauss.append(np_blur(gauss[-1], 1.0)[:, :, ::2, ::2])
+    out = []
+    for fine, coarse in zip(gauss, gauss[1:]):
+        up = np.zeros_like(fine)
+        up[:, :, ::2, ::2] = coarse
+        out.append(fine - np_blur(up, 4.0))
+    return out + [gauss[-1]]
+
+
+def np_descriptors(level: np.ndarray, ys: np.ndarray, xs: np.ndarray, per_image: int) -> np.ndarray:
+    rows = []
+    for i, (y, x) in enumerate(zip(ys, xs)):
+        rows.append(level[i // per_image, :, y - 3 : y + 4, x - 3 : x + 4].reshape(-1))
+    desc = np.stack(rows).reshape(len(rows), 3, 49)
+    desc = (desc - desc.mean(axis=(0, 2), keepdims=True)) / desc.std(axis=(0, 2), keepdims=True)
+    return desc.reshape(len(rows), -1)
+
+
+def np_sliced_wasserstein(a: np.ndarray, b: np.ndarray, dirs_per_repeat: list[np.ndarray]) -> float:
+    results = []
+    for dirs in dirs_per_repeat:
+        dirs = dirs / np.sqrt((dirs**2).sum(axis=0, keepdims=True))
+        results.append(np.abs(np.sort(a @ dirs, axis=0) - np.sort(b @ dirs, axis=0)).mean())
+    return float(np.mean(results))
+
+
+def test_swd_steps_match_numpy_reference():
+    rng = np.random.default_rng(0)
+    images_a = rng.uniform(0, 255, (3, 3, 32, 32))
+    images_b = blob_images(3, 32, seed=1).transpose(0, 3, 1, 2).astype(np.float64)
+    per_image = 8
+
+    got, want = [], []
+    for images in (images_a, images_b):
+        pyramid = metrics.laplacian_pyramid(torch.from_numpy(images))
+        ref_pyramid = np_pyramid(images, levels=2)
+        assert len(pyramid) == 2
+        for level, ref in zip(pyramid, ref_pyramid):
+            np.testing.assert_allclose(level.numpy(), ref, atol=1e-9)
+        # The documented draw order: centre rows then columns, one randint call each.
+        gen, ref_gen = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+        desc = metrics.normalize_descriptors(metrics.patch_descriptors(pyramid[0], per_image, generator=gen))
+        ys = torch.randint(3, 29, (3 * per_image,), generator=ref_gen).numpy()
+        xs = torch.randint(3, 29, (3 * per_image,), generator=ref_gen).numpy()
+        ref_desc = np_descriptors(ref_pyramid[0], ys, xs, per_image)
+        np.testing.assert_allclose(desc.numpy(), ref_desc, atol=1e-9)
+        got.append(desc)
+        want.append(ref_desc)
+
+    gen, ref_gen = torch.Generator().manual_seed(9), torch.Generator().manual_seed(9)
+    dist = metrics.sliced_wasserstein(got[0], got[1], repeats=3, directions=16, generator=gen)
+    dirs = [torch.randn(147, 16, generator=ref_gen).double().numpy() for _ in range(3)]
+    assert dist == pytest.approx(np_sliced_wasserstein(want[0], want[1], dirs), rel=1e-6)
+    assert dist > 0.1
+
+
+def test_sliced_wasserstein_of_identical_sets_is_zero():
+    desc = metrics.normalize_descriptors(torch.randn(512, 147) * 3 + 1)
+    assert metrics.sliced_wasserstein(desc, desc.clone(), generator=torch.Generator().manual_seed(0)) == 0.0
+    # ... and of a reordering of the same descriptors: sorting makes order irrelevant.
+    assert metrics.sliced_wasserstein(desc, desc.flip(0)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_normalize_descriptors_is_per_channel():
+    desc = torch.randn(1000, 3, 49, dtype=torch.float64) * torch.tensor([1.0, 5.0, 20.0])[:, None] + 7
+    out = metrics.normalize_descriptors(desc.reshape(1000, -1)).reshape(1000, 3, 49)
+    np.testing.assert_allclose(out.mean(dim=(0, 2)).numpy(), 0, atol=1e-12)
+    np.testing.assert_allclose(out.std(dim=(0, 2), correction=0).numpy(), 1, atol=1e-12)
+    flat = metrics.normalize_descriptors(torch.full((10, 147), 3.0))
+    assert torch.equal(flat, torch.zeros(10, 147))
+
+
+# ----------------------------------------------------------------------------------------------
+# Laplacian pyramid
+
+
+def reconstruct(pyramid: list[torch.Tensor]) -> torch.Tensor:
+    image = pyramid[-1]
+    for band in reversed(pyramid[:-1]):
+        image = metrics.pyr_up(image, band.shape[2:]) + band
+    return image
+
+
+@pytest.mark.parametrize(
+    "height,width,min_res,sizes",
+    [
+        (64, 64, 16, [(64, 64), (32, 32), (16, 16)]),
+        (32, 32, 16, [(32, 32), (16, 16)]),
+        (66, 34, 8, [(66, 34), (33, 17), (17, 9)]),  # odd sizes round up and crop back
+        (12, 12, 16, [(12, 12)]),  # smaller than min_res: one level, the image itself
+    ],
+)
+def test_pyramid_sizes_and_reconstruction(height, width, min_res, sizes):
+    images = torch.rand(2, 3, height, width, dtype=torch.float64) * 255
+    pyramid = metrics.laplacian_pyramid(images, min_res)
+    assert [tuple(level.shape[2:]) for level in pyramid] == sizes
+    assert metrics.level_sizes(height, width, min_res) == sizes
+    torch.testing.assert_close(reconstruct(pyramid), images, rtol=0, atol=1e-9)
+
+
+def test_pyramid_of_flat_image_has_empty_bands():
+    images = torch.full((1, 3, 64, 64), 100.0)
+    pyramid = metrics.laplacian_pyramid(images)
+    for band in pyramid[:-1]:
+        assert band.abs().max() < 1e-3
+    assert torch.allclose(pyramid[-1], torch.full((1, 3, 16, 16), 100.0))
+
+
+# ----------------------------------------------------------------------------------------------
+# SWD on images
+
+
+@pytest.fixture(scope="module")
+def pool() -> np.ndarray:
+    return blob_images(1024, 32, seed=0)
+
+
+def test_swd_of_a_set_with_itself_is_zero(pool):
+    result = metrics.swd(pool[:64], pool[:64])
+    assert result == {"levels": {"32": 0.0, "16": 0.0}, "swd": 0.0}
+
+
+def test_swd_is_repeatable_and_accepts_all_layouts(pool):
+    reals, fakes = pool[:40], pool[40:80]
+    first = metrics.swd(reals, fakes, seed=3)
+    assert metrics.swd(reals, fakes, seed=3) == first
+    as_tensor = torch.from_numpy(fakes).permute(0, 3, 1, 2)
+    assert metrics.swd(reals, as_tensor, seed=3)["swd"] == pytest.approx(first["swd"], rel=1e-5)
+    assert metrics.swd(reals, as_tensor.float(), seed=3)["swd"] == pytest.approx(first["swd"], rel=1e-5)
+    assert metrics.swd(reals, fakes, seed=4)["swd"] != first["swd"]
+
+
+def test_swd_is_the_public_steps_chained(pool):
+    # Up to 64 images are one chunk, so the documented random streams rebuild the result exactly.
+    reals, fakes, seed = pool[:50], pool[50:100], 11
+    want = {}
+    per_set = []
+    for images in (reals, fakes):
+        pyramid = metrics.laplacian_pyramid(torch.from_numpy(images).permute(0, 3, 1, 2).float())
+        positions = torch.Generator().manual_seed(seed)
+        descriptors = [metrics.patch_descriptors(level, generator=positions) for level in pyramid]
+        per_set.append([metrics.normalize_descriptors(d) for d in descriptors])
+    directions = torch.Generator().manual_seed(seed + 1)
+    for key, a, b in zip(("32", "16"), *per_set):
+        want[key] = 1000 * metrics.sliced_wasserstein(a, b, generator=directions)
+    got = metrics.swd(reals, fakes, seed=seed)
+    assert got["levels"] == pytest.approx(want, rel=1e-9)
+    assert got["swd"] == pytest.approx(np.mean(list(want.values())), rel=1e-9)
+
+
+def test_swd_subsamples_the_larger_set(pool):
+    for reals, fakes in ((pool[:100], pool[100:130]), (pool[:30], pool[30:130])):
+        result = metrics.swd(reals, fakes)
+        assert set(result["levels"]) == {"32", "16"} and result["swd"] > 0
+
+
+def test_swd_baseline_shrinks_with_more_images(pool):
+    small = np.mean([metrics.swd(pool[i : i + 16], pool[i + 16 : i + 32])["swd"] for i in (0, 32, 64)])
+    large = metrics.swd(pool[:256], pool[256:512])["swd"]
+    assert large < small / 2, (small, large)
+
+
+def test_swd_grows_with_blur_and_noise(pool):
+    reals, others = pool[:128], pool[128:256]  # fine-level baseline ~25; mild blur or noise ~60-140
+    baseline = metrics.swd(reals, others)
+    blurred = [metrics.swd(reals, gaussian_blur(others, s)) for s in (0.7, 1.5)]
+    noisy = [metrics.swd(reals, add_noise(others, s, seed=1)) for s in (4, 16)]
+    for worse, worst in (blurred, noisy):
+        # Blur and pixel noise live in the finest band; the mean over levels follows.
+        fine = [r["levels"]["32"] for r in (baseline, worse, worst)]
+        assert 2 * fine[0] < fine[1] < fine[2], fine
+        assert baseline["swd"] < worse["swd"] < worst["swd"]
+
+
+def test_swd_rejects_bad_inputs(pool):
+    with pytest.raises(UserError, match="one size"):
+        metrics.swd(pool[:4], blob_images(4, 64, seed=0))
+    with pytest.raises(UserError, match=r"\[0, 255\]"):
+        metrics.swd(pool[:4], torch.from_numpy(pool[:4]).permute(0, 3, 1, 2) / 255.0)
+    with pytest.raises(UserError, match="too small"):
+        metrics.swd(pool[:4, :6, :6], pool[4:8, :6, :6])
+    with pytest.raises(UserError, match=r"\[N,H,W,3\]"):
+        metrics.swd(pool[:4].transpose(0, 3, 1, 2), pool[:4].transpose(0, 3, 1, 2))
+
+
+# ----------------------------------------------------------------------------------------------
+# FID and KID on feature vectors
+
+
+def random_stats(seed: int, dim: int = 12, n: int = 40):
+    feats = np.random.default_rng(seed).normal(size=(n, dim)) @ np.random.default_rng(seed + 1).normal(size=(dim, dim))
+    return metrics.feature_stats(feats + seed)
+
+
+def test_frechet_distance_matches_direct_computation():
+    (mu1, s1), (mu2, s2) = random_stats(0), random_stats(1)
+    # Independent route: eigenvalues of the non-symmetric product S1 S2 (real and >= 0 up to rounding).
+    eig = np.linalg.eigvals(s1 @ s2)
+    want = np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2) - 2 * np.sqrt(eig.real.clip(min=0)).sum()
+    assert metrics.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(want, rel=1e-8)
+
+
+def test_frechet_distance_matches_scipy_sqrtm():
+    linalg = pytest.importorskip("scipy.linalg")
+    (mu1, s1), (mu2, s2) = random_stats(2), random_stats(3)
+    covmean = linalg.sqrtm(s1 @ s2).real
+    want = np.sum((mu1 - mu2) ** 2) + np.trace(s1 + s2 - 2 * covmean)
+    assert metrics.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(want, rel=1e-7)
+
+
+def test_frechet_distance_closed_form_and_singular_covariances():
+    d = 6
+    mu1, mu2 = np.zeros(d), np.full(d, 2.0)
+    # Isotropic Gaussians: |mu1 - mu2|^2 + d (a - b)^2.
+    got = metrics.frechet_distance(mu1, 9 * np.eye(d), mu2, 4 * np.eye(d))
+    assert got == pytest.approx(4 * d + d * (3 - 2) ** 2, rel=1e-12)
+    # Fewer samples than dimensions: singular covariance, still finite and ~0 against itself.
+    mu, sigma = metrics.feature_stats(np.random.default_rng(0).normal(size=(5, 32)))
+    assert metrics.frechet_distance(mu, sigma, mu, sigma) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_fid_of_a_set_with_itself_is_zero():
+    mu, sigma = random_stats(4, dim=64, n=500)
+    assert metrics.frechet_distance(mu, sigma, mu, sigma) == pytest.approx(0.0, abs=1e-8)
+
+
+def test_kid_is_near_zero_for_same_distribution_and_grows_with_shift():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(2, 400, 16))
+    same = metrics.kid(a, a, subsets=20, subset_size=200)
+    twin = metrics.kid(a, b, subsets=20, subset_size=200)
+    shifted = metrics.kid(a, b + 0.5, subsets=20, subset_size=200)
+    further = metrics.kid(a, b + 1.0, subsets=20, subset_size=200)
+    # A set against itself is slightly negative, not 0: the unbiased estimate leaves k(x, x) out of
+    # the within-set sums but not out of the cross sum (about -2 mean(k(x, x)) / m).
+    assert -0.1 < same < 0 and abs(twin) < 0.01, (same, twin)
+    assert shifted > 20 * abs(same) and further > 4 * shifted, (same, shifted, further)
+
+
+def test_kid_matches_direct_unbiased_mmd():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(6, 3)), rng.normal(size=(5, 3)) + 0.3
+    # subset_size is clipped to 5; with one subset the draw is reproducible from the seed.
+    pick = np.random.default_rng(7)
+    x, y = a[pick.choice(6, 5, replace=False)], b[pick.choice(5, 5, replace=False)]
+    k = lambda p, q: (sum(p * q) / 3 + 1) ** 3  # noqa: E731
+    within = sum(k(x[i], x[j]) + k(y[i], y[j]) for i in range(5) for j in range(5) if i != j) / 20
+    across = sum(k(x[i], y[j]) for i in range(5) for j in range(5)) / 25
+    assert metrics.kid(a, b, subsets=1, subset_size=100, seed=7) == pytest.approx(within - 2 * across, rel=1e-10)
+
+
+# ----------------------------------------------------------------------------------------------
+# Feature networks
+
+
+class NoFlagNet(torch.nn.Module):
+    def forward(self, x):
+        return x.float().mean(dim=(2, 3))
+
+
+def test_tiny_feature_net_round_trip(tmp_path, pool):
+    path = metrics.make_tiny_feature_net(tmp_path / "net.pt", dim=32, seed=0)
+    net = metrics.load_feature_net(path)
+    images = pool[:20].transpose(0, 3, 1, 2)
+    feats = metrics.extract_features(net, images, batch=7)
+    assert feats.shape == (20, 32) and feats.dtype == np.float64
+    np.testing.assert_allclose(metrics.extract_features(net, images, batch=64), feats, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(metrics.extract_features(net, torch.from_numpy(images).float()), feats, atol=1e-7)
+    # Same seed, same weights.
+    again = metrics.load_feature_net(metrics.make_tiny_feature_net(tmp_path / "again.pt", dim=32, seed=0))
+    np.testing.assert_array_equal(metrics.extract_features(again, images), metrics.extract_features(net, images))
+
+
+def test_fid_kid_through_tiny_net(tmp_path, pool):
+    net = metrics.load_feature_net(metrics.make_tiny_feature_net(tmp_path / "net.pt"))
+    reals = pool[:200].transpose(0, 3, 1, 2)
+    same = metrics.fid_kid(net, reals, reals, kid_subsets=10, kid_subset_size=100)
+    twin = metrics.fid_kid(net, reals, pool[200:400].transpose(0, 3, 1, 2), kid_subsets=10, kid_subset_size=100)
+    tinted = (reals.astype(np.int16) + np.array([60, 0, -60])[:, None, None]).clip(0, 255).astype(np.uint8)
+    shifted = metrics.fid_kid(net, reals, tinted, kid_subsets=10, kid_subset_size=100)
+    assert same["fid"] == pytest.approx(0.0, abs=1e-6) and abs(same["kid"]) < 1e-4
+    assert shifted["fid"] > 3 * twin["fid"] and shifted["kid"] > 3 * abs(twin["kid"]), (twin, shifted)
+
+
+def test_net_without_return_features_is_called_plainly(tmp_path):
+    path = tmp_path / "plain.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated in recent torch
+        torch.jit.save(torch.jit.script(NoFlagNet()), str(path))
+    images = np.arange(2 * 3 * 4 * 4, dtype=np.uint8).reshape(2, 3, 4, 4)
+    feats = metrics.extract_features(metrics.load_feature_net(path), images)
+    np.testing.assert_allclose(feats, images.reshape(2, 3, 16).mean(axis=2))
+
+
+@pytest.mark.parametrize("content", [None, b"not a model", "state_dict"])
+def test_bad_feature_net_file_is_a_one_line_user_error(tmp_path, content):
+    path = tmp_path / "inception-2015-12-05.pt"
+    if content == "state_dict":
+        torch.save({"weight": torch.zeros(3)}, path)
+    elif content is not None:
+        path.write_bytes(content)
+    with pytest.raises(UserError) as info:
+        metrics.load_feature_net(path)
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message
+    assert ("is not a TorchScript file" in message) == (content is not None)

@@ -1,0 +1,54 @@
+"""lbpcascade_animeface on the sample images: faces found where the fixture notes say they are."""
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipeline.extract import faces
+from tests.helpers.project import CASCADE, IMAGES
+
+ONE = "r0c1 r0c3 r1c0 r1c2 r1c4 r2c3 r3c0 r3c3 r4c0 r4c3 r4c4 r5c0 r5c3 r5c4 r2c1".split()
+TWO = "r0c5 r2c4".split()
+NONE = "r0c0 r3c1 r4c1".split()
+
+
+@pytest.fixture(scope="module")
+def cascade():
+    return faces.load_cascade(str(CASCADE))
+
+
+def count(name, cascade, **kw):
+    rgb = np.asarray(Image.open(IMAGES / name).convert("RGB"))
+    return len(faces.detect(rgb, cascade, **kw))
+
+
+@pytest.mark.parametrize("cell", ONE + TWO + NONE)
+def test_face_counts_match_the_notes(cascade, cell):
+    expected = 1 if cell in ONE else 2 if cell in TWO else 0
+    assert count(f"tadne_{cell}.jpg", cascade) == expected
+
+
+def test_no_face_in_screen_tone(cascade):
+    assert count("waifu2x_tone_negative.png", cascade) == 0
+
+
+def test_borderline_face_found_with_fewer_neighbours(cascade):
+    assert count("tadne_r0c4.jpg", cascade, min_neighbors=3) == 1
+
+
+def test_crop_is_square_enlarged_and_inside_the_image():
+    x, y, s, s2 = faces.crop_box((100, 50, 40, 40), (400, 300), expand=2.0, shift=0.25)
+    assert s == s2 == 80
+    assert (x, y) == (80, 40)                      # centre (120, 70 + 10) minus half the side
+    # A face at the corner: the crop slides inside instead of leaving the image.
+    x, y, s, _ = faces.crop_box((0, 0, 50, 50), (400, 300), expand=3.0)
+    assert (x, y, s) == (0, 0, 150)
+    # A crop larger than the image shrinks to the shorter side.
+    x, y, s, _ = faces.crop_box((10, 10, 90, 90), (120, 100), expand=3.0)
+    assert s == 100 and 0 <= x <= 20 and y == 0
+
+
+def test_missing_cascade_is_one_clear_error(tmp_path):
+    from pipeline.core.errors import UserError
+
+    with pytest.raises(UserError, match="cascade"):
+        faces.load_cascade(str(tmp_path / "nope.xml"))

@@ -1,0 +1,127 @@
+"""Training: exact checkpoints, bit-for-bit resume, frozen lower layers, and that it learns at all."""
+import copy
+
+import pytest
+import torch
+
+from pipeline.train import checkpoint
+from pipeline.train.dataset import ImageSource, pack
+from pipeline.train.schedule import stage_plan
+from pipeline.train.trainer import Runtime, Trainer
+from tests.helpers.tiny import make_dataset, tiny_params
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture
+def source8(tmp_path):
+    folder = make_dataset(tmp_path)
+    return ImageSource(pack(folder, 8, "letterbox", cache=tmp_path / "cache"), CPU)
+
+
+def trainer(res=8, **train):
+    tp, mp = tiny_params(train={"r1_interval": 2, **train.pop("train", {})}, model=train.pop("model", None))
+    return Trainer(stage_plan(res, tp), tp, mp, Runtime(CPU))
+
+
+def assert_same_state(a: dict, b: dict, path=""):
+    assert type(a) is type(b), path
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for k in a:
+            assert_same_state(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same_state(x, y, f"{path}[{i}]")
+    elif torch.is_tensor(a):
+        assert torch.equal(a, b), path
+    else:
+        assert a == b, path
+
+
+@pytest.mark.parametrize("arch", ["stylegan", "stylegan2"])
+def test_resume_continues_bit_for_bit(tmp_path, source8, arch):
+    model = {"arch": arch}
+    train = {"pl_weight": 2.0, "pl_interval": 2, "augment": "ada"}
+    straight = trainer(model=model, train=train)
+    for _ in range(6):
+        straight.step(source8)
+
+    first = trainer(model=model, train=train)
+    for _ in range(3):
+        first.step(source8)
+    path = tmp_path / "snap.pt"
+    checkpoint.save(path, first.state_dict())
+    resumed = trainer(model=model, train=train)
+    resumed.load_state_dict(checkpoint.load(path))
+    for _ in range(3):
+        resumed.step(source8)
+    a, b = straight.state_dict(), resumed.state_dict()
+    for key in ("train_seconds",):
+        a.pop(key), b.pop(key)
+    assert_same_state(a, b)
+
+
+def test_checkpoint_round_trip_and_damage(tmp_path, source8):
+    t = trainer()
+    t.step(source8)
+    state = t.state_dict()
+    path = tmp_path / "c.pt"
+    checkpoint.save(path, state)
+    assert_same_state(checkpoint.load(path), copy.deepcopy(state))
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(checkpoint.BadCheckpoint, match="damaged"):
+        checkpoint.load(path)
+    path.write_bytes(bytes(data[: len(data) // 3]))
+    path.with_name("c.pt.sha256").unlink()
+    with pytest.raises(checkpoint.BadCheckpoint, match="not a readable checkpoint"):
+        checkpoint.load(path)
+
+
+def test_damaged_snapshot_falls_back_to_the_previous_one(tmp_path, source8):
+    t = trainer()
+    folder = tmp_path / "snaps"
+    for images in (16, 32):
+        t.step(source8)
+        checkpoint.save(checkpoint.snapshot_path(folder, "abc", images), t.state_dict())
+    checkpoint.save(checkpoint.snapshot_path(folder, "other", 48), t.state_dict())
+    newest = checkpoint.snapshot_path(folder, "abc", 32)
+    newest.write_bytes(newest.read_bytes()[:100])
+    state = checkpoint.latest_snapshot(folder, "abc")
+    assert state is not None and state["step"] == 1
+    assert checkpoint.latest_snapshot(folder, "nothing") is None
+
+
+def test_freeze_lower_keeps_lower_layers(tmp_path):
+    folder = make_dataset(tmp_path)
+    src16 = ImageSource(pack(folder, 16, "letterbox", cache=tmp_path / "cache"), CPU)
+    t = trainer(16, train={"freeze_lower": True})
+    before8 = [p.detach().clone() for p in t.G.params_at(8) + t.D.params_at(8)]
+    before16 = [p.detach().clone() for p in t.G.params_at(16)]
+    for _ in range(3):
+        t.step(src16)
+    assert all(torch.equal(a, b) for a, b in zip(before8, t.G.params_at(8) + t.D.params_at(8)))
+    assert not all(torch.equal(a, b) for a, b in zip(before16, t.G.params_at(16)))
+
+
+def test_learns_the_colour_of_flat_images(tmp_path):
+    """A few hundred steps on flat reddish images move the generated colours towards the data's."""
+    folder = make_dataset(tmp_path)
+    src = ImageSource(pack(folder, 8, "letterbox", cache=tmp_path / "cache"), CPU)
+    target = src.images.float().mean(dim=(0, 2, 3)) / 127.5 - 1
+    t = trainer(train={"augment": "none", "schedule": {str(r): {"batch": 8, "lr": 0.003, "fade_kimg": 2,
+                                                                  "stable_kimg": 2} for r in (8, 16, 32, 64, 128, 256)}})
+    z = torch.randn(64, 32, generator=torch.Generator().manual_seed(1))
+
+    def distance():
+        with torch.no_grad():
+            return (t.G(z, 8, noise_mode="const").mean(dim=(0, 2, 3)) - target).abs().mean().item()
+
+    start = distance()
+    for _ in range(150):
+        t.step(src)
+    end = distance()
+    assert end < 0.5 * start and end < 0.15, (start, end)
