@@ -1,4 +1,6 @@
 """Stage `evaluate`: grids and metrics of the final model (`python -m stages.evaluate`)."""
+import click
+
 from pipeline.core import params
 from pipeline.core.runner import run_stage
 
@@ -11,5 +13,10 @@ def body() -> None:
     run(params.load("eval"), train.dataset, train.fit, parse_colour(params.load("flatten").background))
 
 
-if __name__ == "__main__":
+@click.command(help=__doc__)
+def cli() -> None:
     run_stage("evaluate", body)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,4 +1,6 @@
 """Stage `faces`: detect anime faces in the flat images and crop them, head to half body."""
+import click
+
 from pipeline.core import params
 from pipeline.core.runner import run_stage
 
@@ -9,5 +11,10 @@ def main() -> None:
     run(params.load("faces"))
 
 
-if __name__ == "__main__":
+@click.command(help=__doc__)
+def cli() -> None:
     run_stage("faces", main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,4 +1,6 @@
 """Stage `flatten`: RGBA art -> RGB on a background (or alpha dropped, as the paper did)."""
+import click
+
 from pipeline.core import params
 from pipeline.core.runner import run_stage
 
@@ -9,5 +11,10 @@ def main() -> None:
     run(params.load("flatten"))
 
 
-if __name__ == "__main__":
+@click.command(help=__doc__)
+def cli() -> None:
     run_stage("flatten", main)
+
+
+if __name__ == "__main__":
+    cli()

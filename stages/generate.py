@@ -40,7 +40,7 @@ def main(checkpoint, seeds, trunc, out, grid, mix_rows, mix_cols, mix_band, inte
                  mix_band=mix_band, interpolate=interpolate, steps=steps, device=device, batch=batch,
                  noise=noise, min_cell=min_cell)
 
-    run_stage("generate", body)
+    run_stage("generate", body, params_file=None)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,6 @@
 """Stage `unpack`: APKs, OBBs, Unity files and images in data/raw/ -> RGBA art in data/extracted/."""
+import click
+
 from pipeline.core import params
 from pipeline.core.runner import run_stage
 
@@ -9,5 +11,10 @@ def main() -> None:
     run(params.load("unpack"))
 
 
-if __name__ == "__main__":
+@click.command(help=__doc__)
+def cli() -> None:
     run_stage("unpack", main)
+
+
+if __name__ == "__main__":
+    cli()

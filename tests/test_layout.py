@@ -136,3 +136,11 @@ def test_a_non_editable_install_ships_the_page_and_every_subpackage(tmp_path):
     where, files = r.stdout.splitlines()
     assert Path(where).is_relative_to(target)
     assert files == str(["index.html", "review.css", "review.js"])
+
+
+def test_temp_repos_skip_only_what_training_wrote():
+    from tests.helpers.dvc_project import _not_copied
+
+    names = ["res8", "res256", "snapshots", "lbpcascade_animeface.xml", "resample.py", "__pycache__"]
+    assert _not_copied(str(ROOT / "models"), names) == {"res8", "res256", "snapshots", "__pycache__"}
+    assert _not_copied(str(ROOT / "pipeline" / "train"), ["resample.py", "res8", "x.pyc"]) == {"x.pyc"}

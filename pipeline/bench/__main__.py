@@ -1,3 +1,3 @@
-from pipeline.bench.train import main
+from pipeline.bench.cli import main
 
 main()

@@ -11,19 +11,16 @@ Each prints its figures and, last, one JSON line for scripts.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import platform
 import resource
 import time
 
-import click
 import numpy as np
 import torch
 
 from pipeline.core import params
-from pipeline.core.errors import UserError
 from pipeline.train.dataset import ImageSource
 from pipeline.train.schedule import StagePlan
 from pipeline.train.trainer import Trainer
@@ -58,19 +55,22 @@ def peak_memory_gb(device: torch.device) -> tuple[float, str]:
 def make_trainer(res: int, batch: int, arch: str, cbase: int, cmax: int, map_layers: int, z_dim: int,
                  device: str, precision: str, channels_last: bool, compile: bool, cuda_graphs: bool,
                  fused_adam: bool, augment: str, log_every: int, seed: int = 0,
-                 pl_weight: float = PL_WEIGHT) -> Trainer:
-    """A Trainer set up as the stage sets it up (same params, same runtime), at one resolution."""
+                 pl_weight: float = PL_WEIGHT, r1_gamma: float = 1.0, style_mixing: float = STYLE_MIXING,
+                 ema_kimg: float = 10.0, lr: float = 0.002) -> Trainer:
+    """A Trainer set up as the stage sets it up (same params, same runtime), at one resolution; the
+    rest as NVlabs' StyleGAN2 config (lazy R1 every 16, path length every 4, EMA ramp-up 0.05,
+    minibatch-stddev group 4)."""
     from pipeline.train.stage import runtime
 
     tp = params.parse("train", {
-        "start_res": res, "final_res": res, "progressive": False, "r1_gamma": 1.0,
+        "start_res": res, "final_res": res, "progressive": False, "r1_gamma": r1_gamma,
         "r1_interval": R1_INTERVAL, "pl_weight": pl_weight, "pl_interval": PL_INTERVAL,
-        "style_mixing": STYLE_MIXING, "ema_kimg": 10.0, "augment": augment, "log_every": log_every,
-        "seed": seed, "device": device, "precision": precision, "channels_last": channels_last,
-        "compile": compile, "cuda_graphs": cuda_graphs, "fused_adam": fused_adam})
+        "style_mixing": style_mixing, "ema_kimg": ema_kimg, "ema_rampup": 0.05, "augment": augment,
+        "log_every": log_every, "seed": seed, "device": device, "precision": precision,
+        "channels_last": channels_last, "compile": compile, "cuda_graphs": cuda_graphs, "fused_adam": fused_adam})
     mp = params.parse("model", {"arch": arch, "mapping_layers": map_layers, "z_dim": z_dim, "w_dim": z_dim,
                                 "cbase": cbase, "cmax": cmax})
-    plan = StagePlan(res, True, "benchmark", None, 0.0, 1.0, batch, 0.002)
+    plan = StagePlan(res, True, "benchmark", None, 0.0, 1.0, batch, lr)
     return Trainer(plan, tp, mp, runtime(tp))
 
 
@@ -154,73 +154,3 @@ def bench_train(res: int = 32, batch: int = 16, arch: str = "stylegan2", cbase: 
          f"peak memory {result['peak_mem_gb']} GB ({peak_kind})")
     echo(f"last losses: {result['losses']}")
     return result
-
-
-@click.group()
-def main():
-    """Speed benchmarks: `train` (the training step) and `data` (the unpack and faces stages)."""
-
-
-@main.command()
-@click.option("--res", type=click.Choice([str(r) for r in params.RESOLUTIONS]), default="256", show_default=True)
-@click.option("--batch", type=click.IntRange(2), default=64, show_default=True, help="images per step")
-@click.option("--arch", type=click.Choice(["stylegan", "stylegan2"]), default="stylegan2", show_default=True)
-@click.option("--cbase", type=click.IntRange(8), default=16384, show_default=True,
-              help="channels at resolution r are min(cbase / r, cmax)")
-@click.option("--cmax", type=click.IntRange(1), default=512, show_default=True)
-@click.option("--map-layers", type=click.IntRange(1, 16), default=2, show_default=True, help="mapping layers")
-@click.option("--z-dim", type=click.IntRange(1), default=512, show_default=True, help="z and w width")
-@click.option("--kimg", type=click.FloatRange(0, min_open=True), default=5.0, show_default=True,
-              help="thousands of images timed (rounded up to whole R1 cycles)")
-@click.option("--warmup", type=click.IntRange(1), default=10, show_default=True, help="untimed steps first")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True)
-@click.option("--channels-last/--no-channels-last", default=False, show_default=True)
-@click.option("--compile/--no-compile", "compile_", default=False, show_default=True,
-              help="torch.compile the main G and D passes")
-@click.option("--cuda-graphs/--no-cuda-graphs", default=False, show_default=True,
-              help="with --compile on CUDA: mode reduce-overhead")
-@click.option("--fused-adam/--no-fused-adam", default=False, show_default=True)
-@click.option("--augment", type=click.Choice(["none", "diffaugment", "ada"]), default="none", show_default=True)
-@click.option("--log-every", type=click.IntRange(1), default=10, show_default=True,
-              help="read the losses back every N steps")
-@click.option("--images", type=click.IntRange(1), default=1024, show_default=True,
-              help="random images in the synthetic data set")
-@click.option("--threads", type=click.IntRange(0), default=0, help="CPU threads for torch; 0 = torch's default")
-@click.option("--fast", is_flag=True, help="bf16, channels_last, fused Adam and compile together")
-def train(res, batch, arch, cbase, cmax, map_layers, z_dim, kimg, warmup, device, precision, channels_last,
-          compile_, cuda_graphs, fused_adam, augment, log_every, images, threads, fast):
-    """Time full training steps on random images; the last line is JSON."""
-    if fast:
-        precision, channels_last, fused_adam, compile_ = "bf16", True, True, True
-    try:
-        result = bench_train(int(res), batch, arch, cbase, cmax, map_layers, z_dim, kimg, warmup, device,
-                             precision, channels_last, compile_, cuda_graphs, fused_adam, augment, log_every,
-                             images, threads, echo=click.echo)
-    except UserError as e:   # e.g. --device cuda without a GPU: one line, no traceback
-        raise click.ClickException(str(e))
-    click.echo(json.dumps(result))
-
-
-@main.command()
-@click.option("--copies", type=click.IntRange(1), default=25, show_default=True,
-              help="copies of data/raw/sample.apk (21 images each) to process")
-@click.option("--workers", type=click.IntRange(1), multiple=True, default=(1, 2), show_default=True,
-              help="worker processes; repeat to compare")
-@click.option("--stages", default="unpack,faces", show_default=True, help="which stages to time")
-@click.option("--sample", type=click.Path(exists=True, dir_okay=False), default="data/raw/sample.apk",
-              show_default=True)
-def data(copies, workers, stages, sample):
-    """Images/s of the unpack and faces stages on the sample replicated; the last line is JSON."""
-    from pipeline.bench.data import bench_data
-
-    names = [s.strip() for s in stages.split(",") if s.strip()]
-    bad = [s for s in names if s not in ("unpack", "faces")]
-    if bad:
-        raise click.BadParameter(f"unknown stage(s) {bad}; known: unpack, faces", param_hint="--stages")
-    try:
-        result = bench_data(copies, list(workers), names, sample, echo=click.echo)
-    except UserError as e:
-        raise click.ClickException(str(e))
-    click.echo(json.dumps(result))
-

@@ -70,7 +70,8 @@ def write_csv(path: str | os.PathLike, columns: Sequence[str], rows: Iterable[Ma
 
 
 def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8") as f:
+    # utf-8-sig: spreadsheets save "CSV UTF-8" with a byte-order mark, which would glue onto the first column
+    with open(path, newline="", encoding="utf-8-sig") as f:
         return list(csv.DictReader(f))
 
 

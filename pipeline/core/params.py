@@ -17,9 +17,9 @@ from pipeline.core.errors import ParamError
 RESOLUTIONS = (8, 16, 32, 64, 128, 256)
 
 
-def opt(default, help: str = "", choices=None, min=None, max=None):
-    """A dataclass field with its validation rules kept next to it."""
-    meta = {"help": help, "choices": choices, "min": min, "max": max}
+def opt(default, help: str = "", choices=None, min=None, max=None, or_auto: bool = False):
+    """A dataclass field with its validation rules kept next to it (or_auto: a number or "auto")."""
+    meta = {"help": help, "choices": choices, "min": min, "max": max, "or_auto": or_auto}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: typing.cast(typing.Any, default).copy(), metadata=meta)
     return field(default=default, metadata=meta)
@@ -89,7 +89,8 @@ class TrainParams:
     schedule: dict = opt(_schedule_default(), "per resolution: batch, lr, fade_kimg, stable_kimg")
     scratch_kimg: float = opt(0.0, "images (thousands) for progressive=false; 0 = as many as the "
                                    "progressive schedule shows in all", min=0.0)
-    r1_gamma: float = opt(1.0, "R1 penalty weight on reals", min=0.0)
+    r1_gamma: float | str = opt("auto", "R1 penalty weight on reals; auto = 0.0002 x res^2 / batch of each "
+                                        "stage (StyleGAN2-ADA's heuristic)", min=0.0, or_auto=True)
     r1_interval: int = opt(16, "lazy R1: every N discriminator steps", min=1)
     pl_weight: float = opt(0.0, "path-length regularisation weight (stylegan2); 0 = off", min=0.0)
     pl_interval: int = opt(4, "lazy path length: every N generator steps", min=1)
@@ -116,6 +117,15 @@ class TrainParams:
 
     def phase(self, res: int) -> Phase:
         return Phase(**self.schedule[str(res)])
+
+    def gamma(self, res: int, batch: int) -> float:
+        """R1's weight at resolution `res` with this total batch."""
+        return auto_r1_gamma(res, batch) if self.r1_gamma == "auto" else float(self.r1_gamma)
+
+
+def auto_r1_gamma(res: int, batch: int) -> float:
+    """StyleGAN2-ADA's heuristic (Karras et al. 2020, its config "auto"): 0.0002 x res^2 / batch."""
+    return 0.0002 * res * res / batch
 
 
 @dataclass(frozen=True)
@@ -149,6 +159,15 @@ SECTIONS = {"unpack": UnpackParams, "flatten": FlattenParams, "faces": FacesPara
 
 
 def _check_value(key: str, value, f: dataclasses.Field):
+    if f.metadata.get("or_auto"):
+        if value == "auto":
+            return value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ParamError(key, f"expected a number or auto, got {value!r}")
+        value = float(value)
+        if value < f.metadata["min"]:
+            raise ParamError(key, f"{value} is below the minimum {f.metadata['min']}")
+        return value
     kind = f.type if isinstance(f.type, type) else {"int": int, "float": float, "bool": bool, "str": str,
                                                      "list": list, "dict": dict}[f.type]
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
@@ -229,6 +248,17 @@ def load_all(path: str | Path = "params.yaml") -> dict:
     if not isinstance(data, dict):
         raise ParamError(str(path), "expected a mapping of sections")
     return data
+
+
+def check_all(path: str | Path = "params.yaml") -> None:
+    """Validate every section of params.yaml: a bad key anywhere fails whichever stage runs first, before
+    it does anything (not the stage that reads it, hours of training later)."""
+    data = load_all(path)
+    unknown = sorted(set(data) - set(SECTIONS))
+    if unknown:
+        raise ParamError(str(unknown[0]), f"unknown section (known: {', '.join(SECTIONS)})")
+    for section in SECTIONS:
+        parse(section, data.get(section))
 
 
 def load(section: str, path: str | Path = "params.yaml"):

@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Callable
 
-from pipeline.core import killpoints
+from pipeline.core import killpoints, params
 from pipeline.core.errors import UserError
 
 
@@ -18,11 +18,14 @@ def setup_logging(name: str) -> logging.Logger:
     return logging.getLogger(name)
 
 
-def run_stage(name: str, fn: Callable[[], None]) -> None:
-    """Run a stage's body; a UserError ends it with one line on stderr and exit code 1."""
+def run_stage(name: str, fn: Callable[[], None], params_file: str | None = "params.yaml") -> None:
+    """Run a stage's body; a UserError ends it with one line on stderr and exit code 1. The whole of
+    `params_file` is validated first (None: a command that reads no params.yaml)."""
     log = setup_logging(name)
     start = time.perf_counter()
     try:
+        if params_file is not None:
+            params.check_all(params_file)
         fn()
         killpoints.reached("outputs_written")
     except UserError as e:

@@ -16,6 +16,9 @@ models, not by the draws:
   images than the SWD itself (11 against 22 on the sample), and SWD grows as the sets shrink, so the
   baseline then overstates the noise at n images somewhat - an honest upper bound, rather than a
   bootstrap resample, which shares most images with the set it is compared with and understates it.
+* block4, block8, hf of the same fakes, and block4_real, block8_real, hf_real of the same reals
+  (pipeline.evaluate.artefacts): a generator that paints 4- or 8-pixel tiles scores block4/8 far above
+  the reals' (about 1), so `dvc metrics diff` shows such an artefact between two runs.
 * FID and KID when eval.inception_weights names a TorchScript feature net.
 * Training figures of the whole run, from the final stage's stats.json.
 """
@@ -32,6 +35,7 @@ from pipeline.core.errors import UserError
 from pipeline.core.files import save_image, staging_dir, write_json
 from pipeline.core.params import RESOLUTIONS, EvalParams
 from pipeline.evaluate import metrics
+from pipeline.evaluate.artefacts import artefacts
 from pipeline.evaluate.sampling import (
     TRUNCATION_PSIS,
     band_slice,
@@ -96,7 +100,8 @@ def swd_metrics(G, res: int, reals: np.ndarray, ep: EvalParams) -> dict:
     m = min(n, len(reals) // 2)
     baseline = metrics.swd(reals[np.sort(halves[:m])], reals[np.sort(halves[m:2 * m])], seed=ep.seed)
     out = {"swd": round(score["swd"], 4), "swd_levels": {k: round(v, 4) for k, v in score["levels"].items()},
-           "swd_images": n, "swd_real_baseline": round(baseline["swd"], 4), "swd_baseline_images": m}
+           "swd_images": n, "swd_real_baseline": round(baseline["swd"], 4), "swd_baseline_images": m,
+           **artefacts(fakes), **{f"{k}_real": v for k, v in artefacts(chosen).items()}}
     if n < FEW_IMAGES:
         log.warning("SWD on %d image(s) per side is too few to rank runs: real-vs-real noise ~ %.1f "
                     "(swd_real_baseline) against swd %.1f; compare runs only by gaps well above it",

@@ -54,6 +54,8 @@ class WalkStats:
     ignored: Counter = field(default_factory=Counter)   # non-Unity archive members by extension
 
     def summary(self) -> str:
+        if not self.ignored:
+            return "no archive member needed ignoring"
         top = ", ".join(f"{ext or '(none)'}: {n}" for ext, n in self.ignored.most_common(8))
         return f"ignored {sum(self.ignored.values())} non-Unity archive member(s) ({top})"
 

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.core.errors import UserError
 from pipeline.core.files import safe_name, safe_relpath, staging_dir, unique_path, write_bytes, write_csv
 from pipeline.core.params import UnpackParams
 from pipeline.extract.archives import ImageUnit, Skip, UnityUnit, Walker, clean_raw_dir, source_parts
@@ -203,6 +204,21 @@ def run(p: UnpackParams, raw: Path = Path("data/raw"), out: Path = Path("data/ex
     for r in rows:
         by_alpha[r["alpha"]] = by_alpha.get(r["alpha"], 0) + 1
     log.info("%s", walker.stats.summary())
-    log.info("extracted %d image(s) %s, skipped %d (see %s/skipped.csv) in %.1f s",
-             len(rows), by_alpha, len(skips), out, time.perf_counter() - start)
+    alphas = ", ".join(f"{n} {kind}" for kind, n in sorted(by_alpha.items())) or "none"
+    log.info("extracted %d image(s) (alpha: %s), skipped %d (see %s/skipped.csv) in %.1f s",
+             len(rows), alphas, len(skips), out, time.perf_counter() - start)
+    if not rows:               # data/raw is not empty (clean_raw_dir): say what dropped everything
+        raise UserError(nothing_extracted(skips, out))
     return {"extracted": len(rows), "skipped": len(skips), "alpha": by_alpha}
+
+
+def nothing_extracted(skips: list[Skip], out: Path) -> str:
+    dropped = {"unpack.include": 0, "unpack.exclude": 0, "unpack.min_size": 0}
+    for s in skips:
+        for key in dropped:
+            if key in s.reason:
+                dropped[key] += 1
+    other = len(skips) - sum(dropped.values())
+    return (f"extracted 0 images from data/raw: {', '.join(f'{k} dropped {n}' for k, n in dropped.items())}, "
+            f"{other} other skip(s) (see {out}/skipped.csv). Loosen the filters; a list goes to -S as "
+            f"-S 'unpack.include=[\"*/paintings/*\"]'")

@@ -1,8 +1,9 @@
-"""Building blocks shared by the StyleGAN and StyleGAN2 networks (pipeline/networks*.py).
+"""Building blocks shared by the StyleGAN and StyleGAN2 networks (networks.py, networks_v2.py).
 
-Conventions, kept the same everywhere so that fading between resolutions is exact:
-  upsample(img, 2)    nearest neighbour (every pixel repeated 2x2)
-  downsample(img, 2)  2x2 average pool (the exact inverse: downsample(upsample(x)) == x)
+Image resampling, one pair per arch, used alike for skip outputs, fade-in and blending the reals, so
+that fading between resolutions is exact:
+  stylegan:   upsample(img, 2) nearest neighbour; downsample(img, 2) 2x2 average pool (as StyleGAN)
+  stylegan2:  upsample_fir / downsample_fir, the [1, 3, 3, 1] filter pair of StyleGAN2 (NVlabs upfirdn2d)
 Equalised learning rate: every weight is stored as N(0, 1) / lr_mult and scaled by
 lr_mult / sqrt(fan_in) at run time, so Adam moves all layers at the same relative speed.
 Leaky ReLU carries a gain of sqrt(2) so activations keep unit variance through the stack.
@@ -31,6 +32,31 @@ def downsample(img: torch.Tensor, factor: int = 2) -> torch.Tensor:
     return F.avg_pool2d(img, factor)
 
 
+# StyleGAN2's resampling filter (NVlabs upfirdn2d, f = [1, 3, 3, 1]): separable, normalised to sum 1.
+FIR_TAPS = (1, 3, 3, 1)
+
+
+def _fir(x: torch.Tensor, gain: float) -> torch.Tensor:
+    """[C, 1, 4, 4] depthwise kernel of FIR_TAPS x FIR_TAPS / 64 * gain, in x's dtype and device."""
+    f = torch.tensor(FIR_TAPS, dtype=torch.float32, device=x.device)
+    k = f[:, None] * f[None, :]
+    k = (k / k.sum() * gain).to(x.dtype)
+    return k[None, None].expand(x.shape[1], 1, 4, 4)
+
+
+def upsample_fir(img: torch.Tensor) -> torch.Tensor:
+    """2x up as NVlabs upsample2d: zero insertion, then the [1,3,3,1] filter (2-D, gain 4), zero padded
+    2 before and 1 after. As one depthwise transposed conv (the filter is symmetric, so padding 1 there
+    is that alignment); equal to nearest then the [1, 2, 1] blur. [N, C, H, W] -> [N, C, 2H, 2W]."""
+    return F.conv_transpose2d(img, _fir(img, 4.0), stride=2, padding=1, groups=img.shape[1])
+
+
+def downsample_fir(img: torch.Tensor) -> torch.Tensor:
+    """2x down as NVlabs downsample2d: the [1,3,3,1] filter (2-D, gain 1), zero padded 1 on each side,
+    then every second pixel. [N, C, H, W] -> [N, C, H/2, W/2]."""
+    return F.conv2d(img, _fir(img, 1.0), stride=2, padding=1, groups=img.shape[1])
+
+
 def normalize_2nd_moment(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """Pixel norm of a latent: each row scaled to unit root mean square."""
     return x * torch.rsqrt(x.square().mean(dim=1, keepdim=True) + eps)
@@ -46,7 +72,8 @@ def instance_norm(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
 def minibatch_std(x: torch.Tensor, group_size: int) -> torch.Tensor:
     """Append one feature map: the mean standard deviation of the features across a group of samples."""
     N, C, H, W = x.shape
-    G = max(g for g in range(1, min(group_size, N) + 1) if N % g == 0)  # shapes only: static under compile
+    G = min(group_size, N)          # as NVlabs: a batch the group does not divide is an error, not a
+    assert N % G == 0, f"minibatch-stddev groups of {G} do not divide a batch of {N}"   # group of 1
     y = x.float().reshape(G, N // G, C, H, W)  # sample g * (N // G) + n is member g of group n
     y = y - y.mean(dim=0)
     y = (y.square().mean(dim=0) + 1e-8).sqrt()  # [N // G, C, H, W]

@@ -2,12 +2,14 @@
 
 All blocks up to `max_res` exist from the start; `forward` takes the resolution trained now
 (`res`, a power of two from 4 to max_res) and the fade-in weight `alpha` of its newest block:
-  G: img = lerp(upsample(rgb at res/2), rgb at res, alpha)           (stylegan)
-     img = upsample(img at res/2) + alpha * toRGB_res(x)             (stylegan2, skip outputs)
-  D: x = lerp(fromRGB_res/2(downsample(img)), block_res(fromRGB_res(img)), alpha)
-so at alpha 0 G draws exactly upsample(G at res/2) and D sees exactly downsample(img) at res/2.
-Reals are blended the same way by the trainer: lerp(upsample(downsample(x)), x, alpha), with the
-nearest `upsample` and average-pool `downsample` exported here.
+  G: img = lerp(up(rgb at res/2), rgb at res, alpha)           (stylegan)
+     img = up(img at res/2) + alpha * toRGB_res(x)             (stylegan2, skip outputs)
+  D: x = lerp(fromRGB_res/2(down(img)), block_res(fromRGB_res(img)), alpha)
+so at alpha 0 G draws exactly up(G at res/2) and D sees exactly down(img) at res/2. Reals are blended
+the same way by the trainer: lerp(up(down(x)), x, alpha). (up, down) = image_resampling(arch): nearest
+and average pool for stylegan (as StyleGAN), the [1, 3, 3, 1] FIR pair for stylegan2 (as StyleGAN2;
+nearest there paints 4-pixel tiles). RESAMPLE_VERSION is recorded in every checkpoint: version 1
+(before the FIR pair) stylegan2 checkpoints still draw as they were drawn.
 
 Latents: z -> pixel norm -> mapping MLP -> w, broadcast to ws [N, num_ws(max_res), w_dim]; the
 layers of resolution r read ws[:, 2*log2(r)-4 : 2*log2(r)-2] (stylegan2 shares each toRGB's w with
@@ -26,18 +28,37 @@ from pipeline.gan.layers import (
     EqualLinear,
     NoiseInput,
     downsample,
+    downsample_fir,
     instance_norm,
     lrelu,
     minibatch_std,
     normalize_2nd_moment,
     upsample,
+    upsample_fir,
 )
 from pipeline.gan.networks_v2 import ResidualBlock, SynthesisV2
 
 __all__ = ["Generator", "Discriminator", "build_networks", "style_bands", "num_ws", "mix_ws",
-           "upsample", "downsample", "count_params", "resolutions"]
+           "image_resampling", "count_params", "resolutions", "RESAMPLE_VERSION", "MBSTD_GROUP"]
 
 ARCHS = ("stylegan", "stylegan2")
+RESAMPLE_VERSION = 2            # 1: stylegan2 resampled its images with nearest / average pool
+MBSTD_GROUP = 4                 # samples per minibatch-stddev group (NVlabs): min(4, batch) in use
+
+
+def _nearest(img: torch.Tensor) -> torch.Tensor:
+    return upsample(img, 2)
+
+
+def _box(img: torch.Tensor) -> torch.Tensor:
+    return downsample(img, 2)
+
+
+def image_resampling(arch: str, version: int = RESAMPLE_VERSION):
+    """(up, down): the 2x image resampling pair of an arch (see the module docstring)."""
+    if arch == "stylegan2" and version >= 2:
+        return upsample_fir, downsample_fir
+    return _nearest, _box
 
 
 def resolutions(max_res: int) -> list[int]:
@@ -199,17 +220,20 @@ class Generator(nn.Module):
         mapping_lr_mult: float = 0.01,  # Learning-rate multiplier of the mapping network.
         img_channels: int = 3,      # Output image channels.
         noise_seed: int = 0,        # Seed of the fixed ("const") noise buffers.
+        resample_version: int = RESAMPLE_VERSION,  # Image resampling (1: as checkpoints before the FIR pair).
     ):
         super().__init__()
         assert arch in ARCHS, f"arch must be one of {ARCHS}, got {arch!r}"
         self.arch, self.z_dim, self.w_dim, self.max_res = arch, z_dim, w_dim, max_res
+        self.resample_version = resample_version
+        self.upsample_image, _ = image_resampling(arch, resample_version)
         self.cbase, self.cmax, self.img_channels = cbase, cmax, img_channels
         self.resolutions = resolutions(max_res)
         self.mapping_net = MappingNetwork(z_dim, w_dim, mapping_layers, mapping_lr_mult)
         channels = {r: self.channels(r) for r in self.resolutions}
         noise_gen = torch.Generator().manual_seed(noise_seed)
-        synthesis = Synthesis if arch == "stylegan" else SynthesisV2
-        self.synthesis_net = synthesis(w_dim, max_res, channels, img_channels, noise_gen)
+        self.synthesis_net = (Synthesis(w_dim, max_res, channels, img_channels, noise_gen) if arch == "stylegan"
+                              else SynthesisV2(w_dim, max_res, channels, img_channels, noise_gen, self.upsample_image))
         self.register_buffer("w_avg", torch.zeros([w_dim]))
 
     def channels(self, res: int) -> int:
@@ -301,15 +325,19 @@ class Discriminator(nn.Module):
         max_res: int = 256,         # Largest input side; all blocks up to it are built now.
         cbase: int = 16384,         # Channels at resolution r: min(cbase // r, cmax).
         cmax: int = 512,            # Most channels of any layer.
-        mbstd_group: int = 4,       # Samples per minibatch-std group.
+        mbstd_group: int = MBSTD_GROUP,  # Samples per minibatch-std group (at most: min(it, batch)).
         img_channels: int = 3,      # Input image channels.
+        resample_version: int = RESAMPLE_VERSION,  # Image resampling (1: as checkpoints before the FIR pair).
     ):
         super().__init__()
         assert arch in ARCHS, f"arch must be one of {ARCHS}, got {arch!r}"
         self.arch, self.max_res, self.cbase, self.cmax = arch, max_res, cbase, cmax
+        self.resample_version = resample_version
+        _, self.downsample_image = image_resampling(arch, resample_version)
         self.img_channels = img_channels
         self.resolutions = resolutions(max_res)
-        block = DiscriminatorBlock if arch == "stylegan" else ResidualBlock
+        block = DiscriminatorBlock if arch == "stylegan" else \
+            (lambda cin, cout: ResidualBlock(cin, cout, self.downsample_image))
         self.fromrgb = nn.ModuleDict()
         self.blocks = nn.ModuleDict()
         for r in self.resolutions:
@@ -329,7 +357,7 @@ class Discriminator(nn.Module):
         if res > 4:
             x = self.blocks[str(res)](x)
             if _fading(res, alpha):
-                old = self.fromrgb[str(res // 2)](downsample(img, 2))
+                old = self.fromrgb[str(res // 2)](self.downsample_image(img))
                 x = old + (x - old) * alpha
         for r in reversed(resolutions(res // 2) if res > 4 else [4]):
             x = self.blocks[str(r)](x)
@@ -345,12 +373,15 @@ class Discriminator(nn.Module):
 # ----------------------------------------------------------------------------------------------
 
 
-def build_networks(model_params, max_res: int) -> tuple[Generator, Discriminator]:
+def build_networks(model_params, max_res: int,
+                   resample_version: int = RESAMPLE_VERSION) -> tuple[Generator, Discriminator]:
     """G and D from pipeline.core.params.ModelParams, built up to max_res."""
     mp = model_params
     G = Generator(arch=mp.arch, z_dim=mp.z_dim, w_dim=mp.w_dim, mapping_layers=mp.mapping_layers,
-                  max_res=max_res, cbase=mp.cbase, cmax=mp.cmax, mapping_lr_mult=mp.mapping_lr_mult)
-    D = Discriminator(arch=mp.arch, max_res=max_res, cbase=mp.cbase, cmax=mp.cmax)
+                  max_res=max_res, cbase=mp.cbase, cmax=mp.cmax, mapping_lr_mult=mp.mapping_lr_mult,
+                  resample_version=resample_version)
+    D = Discriminator(arch=mp.arch, max_res=max_res, cbase=mp.cbase, cmax=mp.cmax,
+                      resample_version=resample_version)
     return G, D
 
 

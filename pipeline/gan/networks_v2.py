@@ -1,8 +1,10 @@
-"""The StyleGAN2 parts of pipeline/networks.py: modulated synthesis with skip outputs, residual D block.
+"""The StyleGAN2 parts of networks.py: modulated synthesis with skip outputs, residual D block.
 
-Same growing scheme as StyleGAN: the image of resolution r is upsample(image at r/2) + toRGB_r(x),
-and the newest block's toRGB is scaled by alpha while it fades in. Upsampling of features is
-nearest (fused into the conv) followed by a [1, 2, 1] blur, as in the StyleGAN blocks.
+Same growing scheme as StyleGAN: the image of resolution r is up(image at r/2) + toRGB_r(x), and the
+newest block's toRGB is scaled by alpha while it fades in; `up` is StyleGAN2's [1, 3, 3, 1] FIR
+upsampling (the Generator passes its pair), and nothing filters the image after the sum. Upsampling of features
+is nearest (fused into the conv) followed by a [1, 2, 1] blur, which equals that FIR upsampling; the
+residual D block's shortcut downsamples with the FIR filter too.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from pipeline.gan.layers import Blur, EqualConv2d, ModulatedConv2d, NoiseInput, downsample, lrelu, upsample
+from pipeline.gan.layers import Blur, EqualConv2d, ModulatedConv2d, NoiseInput, downsample_fir, lrelu, upsample_fir
 
 
 def _resolutions(res: int) -> list[int]:
@@ -93,8 +95,10 @@ class SynthesisV2(nn.Module):
         channels: dict[int, int],   # Feature channels per resolution.
         img_channels: int,          # Output image channels.
         noise_gen: torch.Generator, # Draws the fixed noise buffers.
+        upsample_image=upsample_fir,  # 2x upsampling of the skip sum (the Generator's image pair).
     ):
         super().__init__()
+        self.upsample_image = upsample_image
         self.blocks = nn.ModuleDict()
         self.torgb = nn.ModuleDict()
         for r in _resolutions(max_res):
@@ -111,9 +115,9 @@ class SynthesisV2(nn.Module):
             if img is None:
                 img = y
             elif r == res and fading:
-                img = upsample(img, 2) + y * alpha
+                img = self.upsample_image(img) + y * alpha
             else:
-                img = upsample(img, 2) + y
+                img = self.upsample_image(img) + y
         return img
 
     def params_at(self, res: int) -> list[nn.Parameter]:
@@ -121,19 +125,21 @@ class SynthesisV2(nn.Module):
 
 
 class ResidualBlock(nn.Module):
-    """StyleGAN2 D block: conv, blur, downsampling conv, plus a 1x1 skip of the average-pooled input."""
+    """StyleGAN2 D block: conv, blur, downsampling conv, plus a 1x1 skip of the FIR-downsampled input."""
 
     def __init__(self,
         in_channels: int,           # Channels at this resolution.
         out_channels: int,          # Channels at res/2.
+        downsample_image=downsample_fir,  # The shortcut's 2x downsampling (the D's image pair).
     ):
         super().__init__()
+        self.downsample_image = downsample_image
         self.conv0 = EqualConv2d(in_channels, in_channels, 3, act=True)
         self.blur = Blur()
         self.conv1 = EqualConv2d(in_channels, out_channels, 3, act=True, down=True)
         self.skip = EqualConv2d(in_channels, out_channels, 1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.skip(downsample(x, 2))
+        y = self.skip(self.downsample_image(x))
         x = self.conv1(self.blur(self.conv0(x)))
         return (x + y) * math.sqrt(0.5)  # keeps the sum at unit variance

@@ -11,7 +11,7 @@ import hashlib
 import logging
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +43,7 @@ def image_id(kind: str, source: str, asset: str, extra: str = "") -> str:
 class Decision:
     status: str
     note: str = ""
+    line: int = field(default=0, compare=False)   # where review/decisions.csv holds it, for errors
 
 
 def read_decisions(path: str | os.PathLike) -> dict[str, Decision]:
@@ -64,7 +65,10 @@ def read_decisions(path: str | os.PathLike) -> dict[str, Decision]:
         if status not in STATUSES:
             raise UserError(f"{path}:{line}: status {clean_text(status)!r} for {clean_text(rid)} "
                             f"is not keep or reject")
-        decisions[rid] = Decision(status, (row.get("note") or "").strip())
+        if rid in decisions:       # which one should win is the person's call, not ours
+            raise UserError(f"{path}:{line}: {clean_text(rid)} is decided twice (also on line "
+                            f"{decisions[rid].line}): keep one of the two lines")
+        decisions[rid] = Decision(status, (row.get("note") or "").strip(), line)
     return decisions
 
 
@@ -157,11 +161,17 @@ def apply_decisions(cands: list[Candidate], decisions: dict[str, Decision], defa
         rows.append({"id": c.id, "kind": c.kind, "path": c.path, "source": c.source, "status": status,
                      "reason": reason, "auto_reason": c.auto_reason, "duplicate_of": c.duplicate_of,
                      "asset": c.asset, "width": c.width, "height": c.height, **c.extra})
-    unknown = set(decisions) - {c.id for c in cands}
-    if unknown:
-        log.warning("%d decision(s) name ids not in this manifest (kept in the file): %s",
-                    len(unknown), ", ".join(sorted(unknown)[:5]))
     return rows
+
+
+def check_decided_ids(cands: list[Candidate], decisions: dict[str, Decision], path) -> None:
+    """A decision must name an image of this run: a mistyped id is an error, not a warning that a run
+    restored from DVC's run-cache would never print again."""
+    ids = {c.id for c in cands}
+    for rid, d in sorted(decisions.items(), key=lambda item: item[1].line):
+        if rid not in ids:
+            raise UserError(f"{path}:{d.line}: {clean_text(rid)} is no image of data/review/manifest.csv "
+                            f"(mistyped, or its image is no longer extracted): correct or remove that line")
 
 
 def read_manifest(path: str | os.PathLike) -> list[dict[str, str]]:

@@ -14,6 +14,7 @@ from pipeline.review.manifest import (
     Candidate,
     apply_decisions,
     auto_verdicts,
+    check_decided_ids,
     image_id,
     read_decisions,
     write_datasets,
@@ -47,6 +48,7 @@ def run(p: ReviewParams, flat_dir: Path = Path("data/flat"), faces_dir: Path = P
     start = time.perf_counter()
     cands = candidates(flat_dir, faces_dir)
     decisions = read_decisions(decisions_path)
+    check_decided_ids(cands, decisions, decisions_path)
     auto_verdicts(cands, p.min_size, p.blank_std, p.near_duplicate)
     rows = apply_decisions(cands, decisions, p.default)
     with staging_dir(manifest_dir) as stage:

@@ -390,5 +390,5 @@ def main(argv: list[str] | None = None) -> None:
         write_json(args.manifest or args.sample_dir / "manifest.json", manifest)
         print(f"wrote {args.out} ({len(apk) / 1e6:.2f} MB, {len(manifest['bundles'])} bundles)")
 
-    run_stage("sample", run)
+    run_stage("sample", run, params_file=None)
 

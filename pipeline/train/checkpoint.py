@@ -143,8 +143,10 @@ def load_generator(path, device="cpu"):
     model, train = opts.get("model"), opts.get("train")
     if not model or not train:
         raise UserError(f"{path}: not a checkpoint of this tool (no options inside)")
+    # A checkpoint draws with the resampling it was trained with (version 1: before the FIR pair).
     G = Generator(arch=model["arch"], z_dim=model["z_dim"], w_dim=model["w_dim"],
                   mapping_layers=model["mapping_layers"], max_res=train["final_res"], cbase=model["cbase"],
-                  cmax=model["cmax"], mapping_lr_mult=model["mapping_lr_mult"])
+                  cmax=model["cmax"], mapping_lr_mult=model["mapping_lr_mult"],
+                  resample_version=int(state.get("resample_version", 1)))
     G.load_state_dict(state["G_ema"])
     return G.to(device).eval().requires_grad_(False), int(state["res"]), opts

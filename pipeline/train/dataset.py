@@ -60,16 +60,22 @@ def pack(folder: Path, res: int, fit: str, background=(255, 255, 255), cache: Pa
     path = cache / f"{folder.name}-{key}.npy"
     if path.exists():
         return path
-    arr = np.empty((len(rows), res, res, 3), dtype=np.uint8)
-    for i, row in enumerate(rows):
-        with Image.open(folder / row["path"]) as im:
-            arr[i] = np.asarray(square(im, fit, background).resize((res, res), Image.Resampling.LANCZOS))
+    arr = pack_array([folder / row["path"] for row in rows], res, fit, background)
     buf = io.BytesIO()
     np.save(buf, arr)
     with atomic_write(path) as f:
         f.write(buf.getvalue())
     log.info("packed %d image(s) of %s at %dx%d (%s) into %s", len(rows), folder, res, res, fit, path)
     return path
+
+
+def pack_array(paths: list[Path], res: int, fit: str, background=(255, 255, 255)) -> np.ndarray:
+    """Images squared (`fit`) and resized with Lanczos, as uint8 [N, res, res, 3]."""
+    arr = np.empty((len(paths), res, res, 3), dtype=np.uint8)
+    for i, path in enumerate(paths):
+        with Image.open(path) as im:
+            arr[i] = np.asarray(square(im, fit, background).resize((res, res), Image.Resampling.LANCZOS))
+    return arr
 
 
 class ImageSource:

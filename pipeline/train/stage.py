@@ -25,7 +25,7 @@ from pipeline.core.errors import UserError
 from pipeline.core.files import save_image, staging_dir, write_json
 from pipeline.core.params import ModelParams, TrainParams
 from pipeline.gan.grids import grid, to_uint8, upscale
-from pipeline.gan.networks import count_params
+from pipeline.gan.networks import RESAMPLE_VERSION, count_params
 from pipeline.train import checkpoint
 from pipeline.train.dataset import ImageSource, dataset_fingerprint, pack
 from pipeline.train.live_log import LossLog
@@ -70,7 +70,7 @@ def options(plan: StagePlan, tp: TrainParams, mp: ModelParams, background, finge
     train = {k: v for k, v in asdict(tp).items() if k not in NOT_HASHED}
     opts = {"res": plan.res, "plan": asdict(plan), "train": train, "model": asdict(mp),
             "background": list(background), "dataset_fingerprint": fingerprint, "previous": prev_digest,
-            "world": rt.world}
+            "world": rt.world, "resample_version": RESAMPLE_VERSION}
     opts["options_hash"] = hashlib.sha1(json.dumps(opts, sort_keys=True).encode()).hexdigest()[:12]
     opts["runtime"] = {"device": str(rt.device), "precision": rt.precision, "torch": str(torch.__version__)}
     return opts

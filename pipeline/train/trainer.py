@@ -20,10 +20,11 @@ from dataclasses import dataclass
 import torch
 
 from pipeline.core import killpoints
+from pipeline.core.errors import UserError
 from pipeline.core.params import ModelParams, TrainParams
 from pipeline.gan import losses
 from pipeline.gan.augment import Augment
-from pipeline.gan.networks import build_networks, downsample, mix_ws, upsample
+from pipeline.gan.networks import MBSTD_GROUP, RESAMPLE_VERSION, build_networks, mix_ws
 from pipeline.train.schedule import StagePlan, fade_alpha
 
 
@@ -70,6 +71,11 @@ class Trainer:
         self.res = plan.res
         self.batch = plan.batch // rt.world
         assert self.batch * rt.world == plan.batch, f"batch {plan.batch} does not split over {rt.world} processes"
+        group = min(MBSTD_GROUP, self.batch)
+        if self.batch % group:
+            raise UserError(f"train.schedule.{plan.res}.batch {plan.batch} gives {self.batch} image(s) per process, "
+                            f"which D's minibatch-stddev groups of {group} do not divide: use a multiple of {group}")
+        self.r1_gamma = tp.gamma(plan.res, plan.batch)
         torch.manual_seed(tp.seed)
         self.G, self.D = build_networks(mp, max_res=tp.final_res)
         self.memory_format = torch.channels_last if tp.channels_last else torch.contiguous_format
@@ -79,7 +85,7 @@ class Trainer:
         # Lazy regularisation (StyleGAN2): a regulariser run every k steps is scaled by k, and Adam's
         # lr and betas are adjusted by k/(k+1) so the effective dynamics match running it every step.
         self.c_g = tp.pl_interval / (tp.pl_interval + 1) if self._pl_on else 1.0
-        self.c_d = tp.r1_interval / (tp.r1_interval + 1) if tp.r1_gamma > 0 else 1.0
+        self.c_d = tp.r1_interval / (tp.r1_interval + 1) if self.r1_gamma > 0 else 1.0
         # fused=None lets torch pick (foreach on CUDA); fused=True is one kernel per network.
         fused = True if tp.fused_adam else None
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=plan.lr * self.c_g,
@@ -147,7 +153,7 @@ class Trainer:
                 "images": self.images, "step": self.step_index, "alpha": self.alpha(),
                 "lr_scale": self.lr_scale, "train_seconds": self.train_seconds,
                 "prev_images": self.prev_images, "prev_seconds": self.prev_seconds,
-                "res": self.res, "rng": rng}
+                "res": self.res, "rng": rng, "resample_version": RESAMPLE_VERSION}
 
     def load_state_dict(self, state: dict) -> None:
         """Continue a snapshot of this same stage exactly where it stopped."""
@@ -175,6 +181,12 @@ class Trainer:
 
     def _load_learned(self, state: dict) -> None:
         """What both a resume and a grown stage take over: networks, optimisers, augmentation, pl_mean."""
+        version = int(state.get("resample_version", 1))
+        if self.mp.arch == "stylegan2" and version != RESAMPLE_VERSION:
+            raise UserError(f"that stylegan2 state (res {state.get('res')}) resamples its images with version "
+                            f"{version}, this code with version {RESAMPLE_VERSION} (the [1,3,3,1] filter): it "
+                            f"cannot go on training here; train again from scratch (dvc repro -f), or draw "
+                            f"from it with stages.generate, which keeps its own resampling")
         self.G.load_state_dict(state["G"])
         self.D.load_state_dict(state["D"])
         self.G_ema.load_state_dict(state["G_ema"])
@@ -220,7 +232,7 @@ class Trainer:
         x = source.batch(self.batch, self.gen)
         a = self.alpha()
         if a < 1:  # blend reals the way G's output is blended while the new block fades in
-            x = torch.lerp(upsample(downsample(x, 2), 2), x, a)
+            x = torch.lerp(self.G.upsample_image(self.D.downsample_image(x)), x, a)
         return x.contiguous(memory_format=self.memory_format)
 
     def step(self, source) -> dict[str, torch.Tensor]:
@@ -247,9 +259,9 @@ class Trainer:
             fake_logits = discriminate(self.augment(fake.float(), self.gen), res, alpha).float()
             loss_d = losses.d_logistic(real_logits, fake_logits)
         self.augment.observe(real_logits)
-        if self.tp.r1_gamma > 0 and self.step_index % self.tp.r1_interval == 0:
+        if self.r1_gamma > 0 and self.step_index % self.tp.r1_interval == 0:
             r1 = losses.r1_penalty(D, real, res, alpha, self.augment, self.gen)
-            loss_d = loss_d + r1 * (self.tp.r1_gamma / 2) * self.tp.r1_interval
+            loss_d = loss_d + r1 * (self.r1_gamma / 2) * self.tp.r1_interval
             out["r1"] = r1.detach()
         self._update(loss_d, self.d_params, self.opt_D, self.scaler_D)
         out["loss_D"], out["real_score"], out["fake_score"] = (

@@ -58,3 +58,14 @@ def test_broken_yaml_is_one_line(tmp_path):
     (tmp_path / "params.yaml").write_text("unpack: [\n")
     with pytest.raises(ParamError, match="not valid YAML"):
         params.load("unpack", tmp_path / "params.yaml")
+
+
+def test_r1_gamma_is_a_number_or_auto_the_heuristic_of_stylegan2_ada():
+    tp = params.parse("train", {})
+    assert tp.r1_gamma == "auto"
+    for res, batch in ((8, 16), (32, 16), (256, 64)):
+        assert tp.gamma(res, batch) == pytest.approx(0.0002 * res ** 2 / batch)   # Karras et al. 2020
+    assert params.parse("train", {"r1_gamma": 10}).gamma(32, 16) == 10.0
+    for bad in ("lots", -1, True, [1]):
+        with pytest.raises(ParamError, match="train.r1_gamma"):
+            params.parse("train", {"r1_gamma": bad})

@@ -14,7 +14,8 @@ TINY = {"unpack.workers": 2, "faces.workers": 2, "train.final_res": 16, "train.l
         "train.snapshot_kimg": 0.016, "train.device": "cpu", "train.schedule": tiny_schedule(0.032),
         **{f"model.{k}": v for k, v in TINY_MODEL.items()},
         "eval.grid_rows": 2, "eval.grid_cols": 3, "eval.device": "cpu"}
-METRICS = ["swd", "swd_levels", "swd_real_baseline", "swd_images", "images_seen", "train_seconds",
+METRICS = ["swd", "swd_levels", "swd_real_baseline", "swd_images", "block4", "block8", "hf", "block4_real",
+           "block8_real", "hf_real", "images_seen", "train_seconds",
            "img_per_s", "params_G", "params_D"]
 
 

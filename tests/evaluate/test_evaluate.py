@@ -13,6 +13,7 @@ from pipeline.core import params
 from pipeline.core.errors import UserError
 from pipeline.evaluate import metrics, sampling
 from pipeline.evaluate import stage as evaluate
+from pipeline.evaluate.artefacts import artefacts
 from pipeline.train.checkpoint import load_generator
 from tests.helpers.tiny import train_tiny
 
@@ -54,6 +55,13 @@ def test_metrics_hold_the_interface_keys_and_the_whole_runs_figures(project, eva
     # 12 reals, swd_images 256: all 12 per side; the baseline compares two disjoint halves of 6
     assert written["swd_images"] == 12 and written["swd_baseline_images"] == 6
     assert written["swd_real_baseline"] > 0
+    # the artefact figures are those of the same fakes and reals the SWD compared
+    G, res, _ = load_generator(project / "models/res16")
+    ep = params.parse("eval", TINY_EVAL)
+    fakes = sampling.images_from_seeds(G, range(ep.seed, ep.seed + 12), 16, psi=ep.truncation, noise="random",
+                                       noise_seed=ep.seed)
+    assert {k: written[k] for k in ("block4", "block8", "hf")} == artefacts(fakes)
+    assert all(written[f"{k}_real"] > 0 for k in ("block4", "block8", "hf"))
     stats16 = json.loads((project / "models/res16/stats.json").read_text())
     stats8 = json.loads((project / "models/res8/stats.json").read_text())
     assert written["images_seen"] == stats8["images_seen"] + stats16["images_seen"] == stats16["total_images"]

@@ -127,6 +127,18 @@ def test_filters_by_container(in_tmp):
     assert {k[1] for k in extracted(in_tmp)} == {"synth_sprite_2", "synth_sprite_6"}
 
 
+def test_filters_that_drop_everything_are_one_clear_error(in_tmp):
+    raw = in_tmp / "data" / "raw"
+    raw.mkdir(parents=True)
+    (raw / "atlas").write_bytes((TEMPLATES / "synthetic_sprite_atlas.bundle").read_bytes())
+    with pytest.raises(UserError) as e:
+        run(UnpackParams(workers=1, include=["*/painting/*"], exclude=[], min_size=64))
+    assert str(e.value).startswith("extracted 0 images from data/raw: unpack.include dropped 7, "
+                                   "unpack.exclude dropped 0, unpack.min_size dropped 0, 0 other skip(s)")
+    assert "-S 'unpack.include=[\"*/paintings/*\"]'" in str(e.value)
+    assert len(read_csv(in_tmp / "data" / "extracted" / "skipped.csv")) == 7     # there to look at
+
+
 def test_empty_raw_folder_is_a_clear_error(in_tmp):
     (in_tmp / "data" / "raw").mkdir(parents=True)
     with pytest.raises(UserError, match="data/raw/ is empty"):

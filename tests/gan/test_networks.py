@@ -7,18 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.core.params import ModelParams
-from pipeline.gan.layers import conv_down2, conv_up2, minibatch_std
-from pipeline.gan.networks import (
-    Discriminator,
-    Generator,
-    build_networks,
-    count_params,
-    downsample,
-    mix_ws,
-    num_ws,
-    style_bands,
-    upsample,
-)
+from pipeline.gan.layers import conv_down2, conv_up2, downsample, downsample_fir, minibatch_std, upsample, upsample_fir
+from pipeline.gan.networks import Discriminator, Generator, build_networks, count_params, mix_ws, num_ws, style_bands
 
 ARCHS = ["stylegan", "stylegan2"]
 MAX_RES = 32
@@ -63,14 +53,21 @@ def test_resampling_helpers():
 
 
 def test_minibatch_std_groups():
-    x = torch.randn(6, 2, 3, 3)  # 6 is not divisible by 4: groups of 3
+    x = torch.randn(8, 2, 3, 3)
     y = minibatch_std(x, 4)
-    assert y.shape == (6, 3, 3, 3)
+    assert y.shape == (8, 3, 3, 3)
     torch.testing.assert_close(y[:, :2], x)
-    group0 = x[[0, 2, 4]]  # member g of group n is sample g * (N // G) + n
-    expect = group0.std(dim=0, unbiased=False).mean()
-    torch.testing.assert_close(y[0, 2], torch.full((3, 3), expect.item()), rtol=1e-4, atol=1e-5)
+    for n in range(2):                              # group n: samples n, n + 2, n + 4, n + 6 (as NVlabs)
+        members = x[[g * 2 + n for g in range(4)]]
+        mean = sum(members[g] for g in range(4)) / 4
+        std = (sum((members[g] - mean) ** 2 for g in range(4)) / 4 + 1e-8).sqrt()
+        for g in range(4):
+            torch.testing.assert_close(y[g * 2 + n, 2], torch.full((3, 3), std.mean().item()), rtol=1e-5, atol=1e-6)
     assert not torch.allclose(y[0, 2], y[1, 2])
+    small = torch.randn(2, 2, 3, 3)                 # a batch smaller than the group: one group of all
+    torch.testing.assert_close(minibatch_std(small, 4)[0, 2], minibatch_std(small, 2)[0, 2])
+    with pytest.raises(AssertionError, match="groups of 4 do not divide a batch of 6"):
+        minibatch_std(torch.randn(6, 2, 3, 3), 4)   # never a silent group of 1
 
 
 def test_style_bands_and_num_ws():
@@ -102,7 +99,8 @@ def test_generator_at_alpha_0_is_upsampled_previous(nets, res):
     ws = G.mapping(torch.randn(3, Z))
     prev = G.synthesis(ws, res // 2, 1.0, noise_mode="const")
     grown = G.synthesis(ws, res, 0.0, noise_mode="const")
-    torch.testing.assert_close(grown, upsample(prev, 2))
+    up = upsample_fir if G.arch == "stylegan2" else (lambda x: upsample(x, 2))   # each arch's own pair
+    torch.testing.assert_close(grown, up(prev))
     half = G.synthesis(ws, res, torch.tensor(0.5), noise_mode="const")  # tensor alpha blends too
     full = G.synthesis(ws, res, 1.0, noise_mode="const")
     assert not torch.allclose(half, grown) and not torch.allclose(half, full)
@@ -114,8 +112,9 @@ def test_generator_at_alpha_0_is_upsampled_previous(nets, res):
 def test_discriminator_at_alpha_0_sees_downsampled_image(nets, res):
     _, D = nets
     img = torch.randn(4, 3, res, res)
-    torch.testing.assert_close(D(img, res, 0.0), D(downsample(img, 2), res // 2))
-    assert not torch.allclose(D(img, res, 1.0), D(downsample(img, 2), res // 2))
+    down = downsample_fir if D.arch == "stylegan2" else (lambda x: downsample(x, 2))
+    torch.testing.assert_close(D(img, res, 0.0), D(down(img), res // 2))
+    assert not torch.allclose(D(img, res, 1.0), D(down(img), res // 2))
 
 
 def test_const_noise_and_psi_0_give_one_image(nets):

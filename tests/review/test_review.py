@@ -77,7 +77,6 @@ def test_human_decisions_win(in_tmp):
     write_decisions(in_tmp / "review" / "decisions.csv", {
         m["char1"]["id"]: Decision("reject", "wrong character"),
         m["dup"]["id"]: Decision("keep"),
-        "fb-000000000000": Decision("keep", "from an older run"),
     })
     run(ReviewParams())
     m = manifest(in_tmp)
@@ -100,3 +99,22 @@ def test_bad_decisions_file_is_one_line(in_tmp):
     with pytest.raises(UserError, match=r"d.csv:2: status 'maybe'"):
         read_decisions(in_tmp / "d.csv")
     assert read_decisions(in_tmp / "missing.csv") == {}
+
+
+def test_a_spreadsheets_byte_order_mark_is_accepted(in_tmp):
+    (in_tmp / "d.csv").write_bytes("id,status,note\nfb-1,reject,blurry\n".encode("utf-8-sig"))
+    assert read_decisions(in_tmp / "d.csv") == {"fb-1": Decision("reject", "blurry")}
+
+
+def test_a_duplicate_or_unknown_id_is_one_error_naming_file_line_and_id(in_tmp):
+    (in_tmp / "d.csv").write_text("id,status,note\nfb-1,reject,\nfb-2,keep,\nfb-1,keep,\n")
+    with pytest.raises(UserError, match=r"d.csv:4: fb-1 is decided twice \(also on line 2\)"):
+        read_decisions(in_tmp / "d.csv")
+    make_project(in_tmp)
+    run(ReviewParams())
+    real = manifest(in_tmp)["char1"]["id"]
+    (in_tmp / "review").mkdir(exist_ok=True)
+    (in_tmp / "review" / "decisions.csv").write_text(f"id,status,note\n{real},reject,\nfb-00000000dead,keep,\n")
+    with pytest.raises(UserError, match=r"review/decisions.csv:3: fb-00000000dead is no image of "
+                                        r"data/review/manifest.csv"):
+        run(ReviewParams())

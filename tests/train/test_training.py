@@ -112,7 +112,9 @@ def test_learns_the_colour_of_flat_images(tmp_path):
     folder = make_dataset(tmp_path)
     src = ImageSource(pack(folder, 8, "letterbox", cache=tmp_path / "cache"), CPU)
     target = src.images.float().mean(dim=(0, 2, 3)) / 127.5 - 1
-    t = trainer(train={"augment": "none", "schedule": {str(r): {"batch": 8, "lr": 0.003, "fade_kimg": 2,
+    # r1_gamma 1.0: the setting these 150 steps were sized with (auto gives 0.0016 here, and D then
+    # takes longer to settle than this short test runs)
+    t = trainer(train={"augment": "none", "r1_gamma": 1.0, "schedule": {str(r): {"batch": 8, "lr": 0.003, "fade_kimg": 2,
                                                                   "stable_kimg": 2} for r in (8, 16, 32, 64, 128, 256)}})
     z = torch.randn(64, 32, generator=torch.Generator().manual_seed(1))
 
@@ -125,3 +127,24 @@ def test_learns_the_colour_of_flat_images(tmp_path):
         t.step(src)
     end = distance()
     assert end < 0.5 * start and end < 0.15, (start, end)
+
+
+def test_a_batch_the_minibatch_std_group_does_not_divide_is_one_clear_error():
+    from pipeline.core.errors import UserError
+    from pipeline.train.schedule import StagePlan
+    from pipeline.train.stage import runtime
+
+    tp, mp = tiny_params(train={"final_res": 8})
+    with pytest.raises(UserError, match=r"train.schedule.8.batch 6 .* groups of 4 do not divide"):
+        Trainer(StagePlan(8, True, "test", None, 0.0, 0.1, 6, 0.002), tp, mp, runtime(tp))
+    Trainer(StagePlan(8, True, "test", None, 0.0, 0.1, 2, 0.002), tp, mp, runtime(tp))   # group of 2
+
+
+def test_auto_r1_gamma_is_set_per_stage_from_its_resolution_and_batch():
+    from pipeline.train.schedule import StagePlan
+    from pipeline.train.stage import runtime
+
+    tp, mp = tiny_params(train={"final_res": 16, "r1_gamma": "auto"})
+    for res, batch in ((8, 8), (16, 4)):
+        trainer = Trainer(StagePlan(res, True, "test", None, 0.0, 0.1, batch, 0.002), tp, mp, runtime(tp))
+        assert trainer.r1_gamma == pytest.approx(0.0002 * res * res / batch)
