@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from pipeline.core.errors import UserError
 from pipeline.core.files import read_csv, save_image
-from pipeline.core.params import auto_r1_gamma
 from pipeline.evaluate import metrics
 from pipeline.evaluate.artefacts import artefacts
 from pipeline.evaluate.sampling import images_from_seeds, layout
@@ -49,11 +49,6 @@ def find_images(folder: Path) -> list[Path]:
         raise UserError(f"--images {folder}: {len(paths) or 'no'} image(s) found, at least 2 needed "
                         f"({', '.join(sorted(IMAGE_SUFFIXES))}, searched recursively, or an index.csv)")
     return paths
-
-
-def resolve_gamma(gamma: str, res: int, batch: int) -> float:
-    """`auto` is StyleGAN2-ADA's heuristic, as train.r1_gamma: auto."""
-    return auto_r1_gamma(res, batch) if gamma == "auto" else float(gamma)
 
 
 def _reals_and_baseline(reals: np.ndarray, n: int, seed: int):
@@ -85,10 +80,11 @@ def bench_quality(images: Path, res: int, arch: str, cbase: int, cmax: int, z_di
     packed = pack_array(paths, res, "letterbox", (255, 255, 255))
     log.info("packed %d image(s) of %s at %dx%d in %.1f s", len(packed), images, res, res,
              time.perf_counter() - start)
-    gamma_value = resolve_gamma(gamma, res, batch)
+    # "auto" goes through train.r1_gamma's own rule (TrainParams.gamma), as the stages resolve it
     trainer = make_trainer(res, batch, arch, cbase, cmax, map_layers, z_dim, device, "fp32", False, False,
                            False, False, augment, log_every, seed=seed, pl_weight=pl_weight,
-                           r1_gamma=gamma_value, style_mixing=mixing, ema_kimg=ema_kimg, lr=lr)
+                           r1_gamma=gamma if gamma == "auto" else float(gamma), style_mixing=mixing,
+                           ema_kimg=ema_kimg, lr=lr)
     source = ImageSource(packed, trainer.rt.device, mirror=False)
     steps = math.ceil(kimg * 1000 / batch)
     losses: dict[str, float] = {}
@@ -113,7 +109,7 @@ def bench_quality(images: Path, res: int, arch: str, cbase: int, cmax: int, z_di
     if folder.exists():
         shutil.rmtree(folder)              # no fakes of an earlier run left among these
     for i, img in enumerate(fake):
-        save_image(folder / f"{i:05d}.png", _pil(img))
+        save_image(folder / f"{i:05d}.png", Image.fromarray(img, "RGB"))
     save_image(Path(out) / "grid.png", layout(fake[:GRID_SIDE * GRID_SIDE], GRID_SIDE, GRID_SIDE))
 
     n = min(fakes, len(packed))
@@ -124,14 +120,8 @@ def bench_quality(images: Path, res: int, arch: str, cbase: int, cmax: int, z_di
         "swd_real_baseline": round(baseline["swd"], 4),
         **artefacts(fake), **{f"{k}_real": v for k, v in artefacts(reals).items()},
         "s_per_kimg": round(seconds / (steps * batch) * 1000, 3), "reals": int(len(packed)),
-        "scored_images": n, "gamma_value": gamma_value, "train_seconds": round(seconds, 2),
+        "scored_images": n, "gamma_value": trainer.r1_gamma, "train_seconds": round(seconds, 2),
         "steps": steps, "losses": {k: round(v, 4) for k, v in losses.items()},
         "ran_on": str(trainer.rt.device), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
     }
     return result
-
-
-def _pil(img: np.ndarray):
-    from PIL import Image
-
-    return Image.fromarray(img, "RGB")

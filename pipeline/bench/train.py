@@ -55,7 +55,7 @@ def peak_memory_gb(device: torch.device) -> tuple[float, str]:
 def make_trainer(res: int, batch: int, arch: str, cbase: int, cmax: int, map_layers: int, z_dim: int,
                  device: str, precision: str, channels_last: bool, compile: bool, cuda_graphs: bool,
                  fused_adam: bool, augment: str, log_every: int, seed: int = 0,
-                 pl_weight: float = PL_WEIGHT, r1_gamma: float = 1.0, style_mixing: float = STYLE_MIXING,
+                 pl_weight: float = PL_WEIGHT, r1_gamma: float | str = 1.0, style_mixing: float = STYLE_MIXING,
                  ema_kimg: float = 10.0, lr: float = 0.002) -> Trainer:
     """A Trainer set up as the stage sets it up (same params, same runtime), at one resolution; the
     rest as NVlabs' StyleGAN2 config (lazy R1 every 16, path length every 4, EMA ramp-up 0.05,

@@ -119,13 +119,9 @@ class TrainParams:
         return Phase(**self.schedule[str(res)])
 
     def gamma(self, res: int, batch: int) -> float:
-        """R1's weight at resolution `res` with this total batch."""
-        return auto_r1_gamma(res, batch) if self.r1_gamma == "auto" else float(self.r1_gamma)
-
-
-def auto_r1_gamma(res: int, batch: int) -> float:
-    """StyleGAN2-ADA's heuristic (Karras et al. 2020, its config "auto"): 0.0002 x res^2 / batch."""
-    return 0.0002 * res * res / batch
+        """R1's weight at resolution `res` with this total batch; auto is StyleGAN2-ADA's heuristic
+        (Karras et al. 2020, its config "auto"): 0.0002 x res^2 / batch."""
+        return 0.0002 * res * res / batch if self.r1_gamma == "auto" else float(self.r1_gamma)
 
 
 @dataclass(frozen=True)
@@ -159,23 +155,17 @@ SECTIONS = {"unpack": UnpackParams, "flatten": FlattenParams, "faces": FacesPara
 
 
 def _check_value(key: str, value, f: dataclasses.Field):
-    if f.metadata.get("or_auto"):
-        if value == "auto":
-            return value
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ParamError(key, f"expected a number or auto, got {value!r}")
-        value = float(value)
-        if value < f.metadata["min"]:
-            raise ParamError(key, f"{value} is below the minimum {f.metadata['min']}")
+    or_auto = f.metadata.get("or_auto")
+    if or_auto and value == "auto":
         return value
-    kind = f.type if isinstance(f.type, type) else {"int": int, "float": float, "bool": bool, "str": str,
-                                                     "list": list, "dict": dict}[f.type]
+    kind = float if or_auto else f.type if isinstance(f.type, type) else {
+        "int": int, "float": float, "bool": bool, "str": str, "list": list, "dict": dict}[f.type]
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if kind is str and value is None:
         value = ""
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ParamError(key, f"expected {kind.__name__}, got {value!r}")
+        raise ParamError(key, f"expected {kind.__name__}{' or auto' if or_auto else ''}, got {value!r}")
     if kind is list and not all(isinstance(v, str) for v in value):
         raise ParamError(key, f"expected a list of strings, got {value!r}")
     meta = f.metadata
