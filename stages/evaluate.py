@@ -10,7 +10,8 @@ def body() -> None:
     from pipeline.evaluate.stage import run
 
     train = params.load("train")
-    run(params.load("eval"), train.dataset, train.fit, parse_colour(params.load("flatten").background))
+    run(params.load("eval"), train.dataset, train.fit, parse_colour(params.load("flatten").background),
+        final_res=train.final_res)
 
 
 @click.command(help=__doc__)

@@ -85,7 +85,11 @@ def _gamma(ctx, param, value):
 @click.option("--mixing", type=click.FloatRange(0, 1), default=0.9, show_default=True, help="style mixing")
 @click.option("--ema-kimg", type=click.FloatRange(0), default=10.0, show_default=True)
 @click.option("--augment", type=click.Choice(["none", "diffaugment", "ada"]), default="none", show_default=True)
+@click.option("--ada-kimg", type=click.FloatRange(0.001), default=500.0, show_default=True,
+              help="ada: thousands of images for p to go from 0 to 1 at the fastest")
 @click.option("--kimg", type=click.FloatRange(0, min_open=True), default=12.0, show_default=True)
+@click.option("--minutes", type=click.FloatRange(0), default=0.0, show_default=True,
+              help="stop training after this many minutes (then score); 0 = train all --kimg")
 @click.option("--fakes", type=click.IntRange(2), default=2000, show_default=True)
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
 @click.option("--threads", type=click.IntRange(0), default=0, help="CPU threads for torch; 0 = torch's default")

@@ -26,6 +26,7 @@ from pipeline.core.files import read_csv, save_image
 from pipeline.evaluate import metrics
 from pipeline.evaluate.artefacts import artefacts
 from pipeline.evaluate.sampling import images_from_seeds, layout
+from pipeline.train import checkpoint
 from pipeline.train.dataset import ImageSource, pack_array
 
 log = logging.getLogger("bench")
@@ -68,7 +69,7 @@ def _reals_and_baseline(reals: np.ndarray, n: int, seed: int):
 def bench_quality(images: Path, res: int, arch: str, cbase: int, cmax: int, z_dim: int, map_layers: int,
                   batch: int, lr: float, gamma: str, pl_weight: float, mixing: float, ema_kimg: float,
                   augment: str, kimg: float, fakes: int, seed: int, threads: int, out: Path,
-                  device: str = "auto", log_every: int = 10) -> dict:
+                  device: str = "auto", log_every: int = 10, minutes: float = 0.0, ada_kimg: float = 500.0) -> dict:
     from tqdm import tqdm
 
     from pipeline.bench.train import make_trainer, run_steps
@@ -84,14 +85,15 @@ def bench_quality(images: Path, res: int, arch: str, cbase: int, cmax: int, z_di
     trainer = make_trainer(res, batch, arch, cbase, cmax, map_layers, z_dim, device, "fp32", False, False,
                            False, False, augment, log_every, seed=seed, pl_weight=pl_weight,
                            r1_gamma=gamma if gamma == "auto" else float(gamma), style_mixing=mixing,
-                           ema_kimg=ema_kimg, lr=lr)
+                           ema_kimg=ema_kimg, lr=lr, ada_kimg=ada_kimg)
     source = ImageSource(packed, trainer.rt.device, mirror=False)
     steps = math.ceil(kimg * 1000 / batch)
     losses: dict[str, float] = {}
     bar = tqdm(total=steps * batch, unit="img", desc=f"quality@{res}", file=sys.stderr, mininterval=2.0)
     start = time.perf_counter()
+    deadline = start + minutes * 60 if minutes > 0 else math.inf      # --minutes: stop early, then score
     done = 0
-    while done < steps:
+    while done < steps and time.perf_counter() < deadline:
         chunk = min(log_every, steps - done)
         losses = run_steps(trainer, source, chunk, log_every)
         done += chunk
@@ -101,6 +103,10 @@ def bench_quality(images: Path, res: int, arch: str, cbase: int, cmax: int, z_di
         torch.cuda.synchronize(trainer.rt.device)
     seconds = time.perf_counter() - start
     bar.close()
+    if done < steps:
+        log.info("quality: --minutes %g reached after %d of %d steps (%.2f kimg)", minutes, done, steps,
+                 done * batch / 1000)
+    checkpoint.save(Path(out) / "checkpoint.pt", trainer.state_dict())   # to look at or draw from later
 
     G = trainer.G_ema
     fake = images_from_seeds(G, range(seed, seed + fakes), res, psi=1.0, noise="random", noise_seed=seed,
@@ -119,9 +125,9 @@ def bench_quality(images: Path, res: int, arch: str, cbase: int, cmax: int, z_di
         "swd": round(score["swd"], 4), "swd_levels": {k: round(v, 4) for k, v in score["levels"].items()},
         "swd_real_baseline": round(baseline["swd"], 4),
         **artefacts(fake), **{f"{k}_real": v for k, v in artefacts(reals).items()},
-        "s_per_kimg": round(seconds / (steps * batch) * 1000, 3), "reals": int(len(packed)),
+        "s_per_kimg": round(seconds / (done * batch) * 1000, 3), "reals": int(len(packed)),
         "scored_images": n, "gamma_value": trainer.r1_gamma, "train_seconds": round(seconds, 2),
-        "steps": steps, "losses": {k: round(v, 4) for k, v in losses.items()},
+        "steps": done, "kimg_trained": done * batch / 1000, "augment_p": round(trainer.augment.probability, 6), "losses": {k: round(v, 4) for k, v in losses.items()},
         "ran_on": str(trainer.rt.device), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
     }
     return result

@@ -56,7 +56,7 @@ def make_trainer(res: int, batch: int, arch: str, cbase: int, cmax: int, map_lay
                  device: str, precision: str, channels_last: bool, compile: bool, cuda_graphs: bool,
                  fused_adam: bool, augment: str, log_every: int, seed: int = 0,
                  pl_weight: float = PL_WEIGHT, r1_gamma: float | str = 1.0, style_mixing: float = STYLE_MIXING,
-                 ema_kimg: float = 10.0, lr: float = 0.002) -> Trainer:
+                 ema_kimg: float = 10.0, lr: float = 0.002, ada_kimg: float = 500.0) -> Trainer:
     """A Trainer set up as the stage sets it up (same params, same runtime), at one resolution; the
     rest as NVlabs' StyleGAN2 config (lazy R1 every 16, path length every 4, EMA ramp-up 0.05,
     minibatch-stddev group 4)."""
@@ -66,6 +66,7 @@ def make_trainer(res: int, batch: int, arch: str, cbase: int, cmax: int, map_lay
         "start_res": res, "final_res": res, "progressive": False, "r1_gamma": r1_gamma,
         "r1_interval": R1_INTERVAL, "pl_weight": pl_weight, "pl_interval": PL_INTERVAL,
         "style_mixing": style_mixing, "ema_kimg": ema_kimg, "ema_rampup": 0.05, "augment": augment,
+        "ada_kimg": ada_kimg,
         "log_every": log_every, "seed": seed, "device": device, "precision": precision,
         "channels_last": channels_last, "compile": compile, "cuda_graphs": cuda_graphs, "fused_adam": fused_adam})
     mp = params.parse("model", {"arch": arch, "mapping_layers": map_layers, "z_dim": z_dim, "w_dim": z_dim,

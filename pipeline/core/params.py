@@ -95,12 +95,15 @@ class TrainParams:
     pl_weight: float = opt(0.0, "path-length regularisation weight (stylegan2); 0 = off", min=0.0)
     pl_interval: int = opt(4, "lazy path length: every N generator steps", min=1)
     style_mixing: float = opt(0.9, "probability of mixing two w's in a training batch", min=0.0, max=1.0)
-    ema_kimg: float = opt(1.0, "half-life of the G_ema average in thousands of images", min=0.0)
+    ema_kimg: float | str = opt(1.0, "half-life of the G_ema average in thousands of images; auto = batch x "
+                                     "10 / 32 of each stage (NVlabs' auto config)", min=0.0, or_auto=True)
     ema_rampup: float = opt(0.05, "G_ema half-life at most this x images seen so far; 0 = off", min=0.0)
     augment: str = opt("diffaugment", "differentiable augmentation of reals and fakes",
                        choices=("none", "diffaugment", "ada"))
     augment_policy: str = opt("color,translation,cutout", "DiffAugment ops, comma separated")
     ada_target: float = opt(0.6, "ADA: target sign(D(real)) mean", min=0.0, max=1.0)
+    ada_kimg: float = opt(500.0, "ADA: thousands of images for p to go from 0 to 1 at the fastest "
+                                 "(StyleGAN2-ADA: 500)", min=0.001)
     snapshot_kimg: float = opt(0.1, "resume snapshot every this many thousand images", min=0.001)
     log_every: int = opt(10, "log losses every N steps (a host sync)", min=1)
     seed: int = opt(0, "seed for weights, noise and data order", min=0)
@@ -122,6 +125,10 @@ class TrainParams:
         """R1's weight at resolution `res` with this total batch; auto is StyleGAN2-ADA's heuristic
         (Karras et al. 2020, its config "auto"): 0.0002 x res^2 / batch."""
         return 0.0002 * res * res / batch if self.r1_gamma == "auto" else float(self.r1_gamma)
+
+    def ema_half_life(self, batch: int) -> float:
+        """G_ema's half-life in images with this total batch; auto is NVlabs' batch x 10 / 32 thousand."""
+        return batch * 10 / 32 * 1000 if self.ema_kimg == "auto" else float(self.ema_kimg) * 1000
 
 
 @dataclass(frozen=True)

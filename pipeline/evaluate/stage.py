@@ -1,6 +1,6 @@
 """Stage `evaluate`: grids and numbers that let two runs be compared (eval/grids/, eval/metrics.json).
 
-The final model is the highest models/res<R> that holds a checkpoint.pt. Everything is drawn from
+The final model is models/res<train.final_res>. Everything is drawn from
 fixed seeds (eval.seed), so two runs' grids show the same characters and their numbers differ by their
 models, not by the draws:
 
@@ -150,11 +150,16 @@ def write_grids(folder: Path, models: list[tuple[int, Path]], G, res: int, ep: E
 
 
 def run(ep: EvalParams, dataset: str, fit: str, background=(255, 255, 255), models: Path = Path("models"),
-        data: Path = Path("data/dataset"), out: Path = Path("eval")) -> dict:
-    """Write out/grids/ and out/metrics.json for the final model in `models`; return the metrics."""
-    found = trained_models(models)
+        data: Path = Path("data/dataset"), out: Path = Path("eval"), final_res: int | None = None) -> dict:
+    """Write out/grids/ and out/metrics.json for the final model in `models` (models/res<final_res>;
+    None: the highest holding a checkpoint); return the metrics. Models above final_res are ignored:
+    after train.final_res was lowered they are the outputs of stages that no longer run."""
+    found = [(r, p) for r, p in trained_models(models) if final_res is None or r <= final_res]
     if not found:
         raise UserError(f"no trained model in {models}/res*/checkpoint.pt: train first (dvc repro)")
+    if final_res is not None and found[-1][0] != final_res:
+        raise UserError(f"{models}/res{final_res} holds no model (train.final_res is {final_res}): "
+                        f"train first (dvc repro)")
     device = pick_device(ep.device)
     final_res, final_dir = found[-1]
     G, res, _ = load_generator(final_dir, device)

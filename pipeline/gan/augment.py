@@ -1,16 +1,19 @@
-"""Differentiable augmentation for small data sets (a game ships ~1000 characters, not 70,000 faces).
+"""Augmentation of what D sees, for small data sets (a game ships ~1000 characters, not 70,000 faces).
 
-Reals and fakes go through the same random colour, translation and cutout before D sees them, so D
-cannot memorise the few reals and G is not taught the augmentations (Zhao et al. 2020, DiffAugment).
-`ada` applies each op to a sample with probability p and tunes p so that D's sign on reals stays near
-a target (Karras et al. 2020, ADA), starting from no augmentation.
+Reals and fakes go through the same random, differentiable ops before D sees them, so D cannot memorise
+the few reals and G is not taught the augmentations.
+- `diffaugment` (Zhao et al. 2020): colour, translation and cutout on every image (the ops below).
+- `ada` (Karras et al. 2020): the bgc pipeline of pipeline.gan.ada, each op applied with probability p;
+  p starts at 0 and every ADA_INTERVAL steps moves by batch x ADA_INTERVAL / (ada_kimg x 1000) up or
+  down, as D's mean sign on reals is above or below `ada_target` (the overfitting heuristic r_t).
 """
 from __future__ import annotations
 
 import torch
 
-ADA_INTERVAL = 4          # D steps between adjustments of p
-ADA_KIMG = 100            # thousands of images for p to go from 0 to 1 at the fastest
+from pipeline.gan.ada import AdaPipe
+
+ADA_INTERVAL = 4          # D steps between adjustments of p (StyleGAN2-ADA)
 
 
 def _rand(n: int, g: torch.Generator) -> torch.Tensor:
@@ -70,53 +73,66 @@ def parse_policy(policy: str) -> list[str]:
 
 
 class Augment:
-    """The augmentation of one training run, with its state (ADA's p) for checkpoints."""
+    """The augmentation of one training run, with its state (ADA's p) for checkpoints.
+
+    ADA's p and its statistics live on the device as float64 (exact steps, no host sync in a step);
+    `adjust` sums the statistics over all processes first, so every rank moves p the same way."""
 
     def __init__(self,
         mode: str,                  # "none" | "diffaugment" | "ada"
-        policy: str = "color,translation,cutout",  # ops, comma separated
-        target: float = 0.6,        # ADA: wanted mean of sign(D(real))
+        policy: str = "color,translation,cutout",  # diffaugment: ops, comma separated
+        target: float = 0.6,        # ada: wanted mean of sign(D(real))
+        ada_kimg: float = 500,      # ada: thousands of images for p to go from 0 to 1 at the fastest
+        device=None,                # where p and its statistics live
     ):
-        self.mode, self.policy, self.target = mode, parse_policy(policy), target
-        self.p = 0.0 if mode == "ada" else 1.0
-        self.signs, self.count = None, 0          # ADA: running sum of sign(D(real)) since the last adjustment
+        self.mode, self.policy, self.target, self.ada_kimg = mode, parse_policy(policy), target, ada_kimg
+        self.pipe = AdaPipe() if mode == "ada" else None
+        self.p = torch.zeros([], dtype=torch.float64, device=device)
+        self.stats = torch.zeros(2, dtype=torch.float64, device=device)    # sum of sign(D(real)), count
+
+    @property
+    def probability(self) -> float:
+        """The p to log (reads the device: call it where the loop syncs anyway)."""
+        return float(self.p) if self.mode == "ada" else float(self.mode == "diffaugment")
 
     def __call__(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        if self.mode == "none" or (self.mode == "ada" and self.p <= 0):
+        if self.mode == "none":
             return x
+        if self.mode == "ada":
+            return self.pipe(x, self.p, g)
         for name in self.policy:
             for op in OPS[name]:
-                y = op(x, g)
-                if self.mode == "ada":
-                    keep = _rand(x.shape[0], g).to(x.device) >= self.p
-                    y = torch.where(keep, x, y)
-                x = y
+                x = op(x, g)
         return x
 
     def observe(self, real_logits: torch.Tensor) -> None:
         """ADA: record D's verdict on reals (on the device: no host sync)."""
+        if self.mode == "ada":
+            self.stats[0] += real_logits.detach().sign().sum()
+            self.stats[1] += real_logits.numel()
+
+    def adjust(self, batch: int, world: int = 1) -> None:
+        """ADA: move p one step towards the target; `batch` is the images per step of all processes."""
         if self.mode != "ada":
             return
-        s = real_logits.detach().sign().sum()
-        self.signs = s if self.signs is None else self.signs + s
-        self.count += real_logits.numel()
-
-    def adjust(self, batch: int) -> None:
-        """ADA: move p towards the target (reads the sums: call it at a step that syncs anyway)."""
-        if self.mode != "ada" or self.signs is None or self.count == 0:
-            return
-        rt = float(self.signs) / self.count
-        step = self.count / (ADA_KIMG * 1000)
-        self.p = float(min(1.0, max(0.0, self.p + (step if rt > self.target else -step))))
-        self.signs, self.count = None, 0
+        stats = self.stats
+        if world > 1:
+            import torch.distributed as dist
+            stats = stats.clone()
+            dist.all_reduce(stats)
+        rt = stats[0] / stats[1].clamp(min=1)
+        step = batch * ADA_INTERVAL / (self.ada_kimg * 1000)
+        moved = (self.p + torch.sign(rt - self.target) * step).clamp(0, 1)
+        self.p = torch.where(stats[1] > 0, moved, self.p)
+        self.stats.zero_()
 
     def state_dict(self) -> dict:
-        signs = None if self.signs is None else float(self.signs)
-        return {"mode": self.mode, "p": self.p, "signs": signs, "count": self.count}
+        return {"mode": self.mode, "p": float(self.p), "stats": self.stats.tolist()}
 
     def load_state_dict(self, state: dict, device=None) -> None:
         if state.get("mode") != self.mode:
             return
-        self.p, self.count = float(state["p"]), int(state.get("count", 0))
-        signs = state.get("signs")
-        self.signs = None if signs is None else torch.tensor(signs, device=device)
+        self.p = torch.tensor(float(state["p"]), dtype=torch.float64, device=device)
+        # states before the bgc pipeline kept the statistics as "signs" and "count"
+        stats = state.get("stats") or [state.get("signs") or 0.0, state.get("count", 0)]
+        self.stats = torch.tensor(stats, dtype=torch.float64, device=device)

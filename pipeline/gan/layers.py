@@ -18,6 +18,11 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def clamp(x: torch.Tensor, limit: float | None) -> torch.Tensor:
+    """Activations kept within +-limit (fp16 layers, NVlabs conv_clamp); None: unchanged."""
+    return x if limit is None else x.clamp(-limit, limit)
+
+
 def lrelu(x: torch.Tensor) -> torch.Tensor:
     return F.leaky_relu(x, 0.2) * math.sqrt(2)
 
@@ -158,6 +163,7 @@ class EqualConv2d(nn.Module):
         self.bias = nn.Parameter(torch.zeros([out_channels])) if bias else None
         self.weight_gain = 1 / math.sqrt(in_channels * kernel_size ** 2)
         self.act, self.up, self.down = act, up, down
+        self.clamp: float | None = None     # set in fp16 blocks (pipeline.gan.precision)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self.weight * self.weight_gain
@@ -169,7 +175,7 @@ class EqualConv2d(nn.Module):
             x = F.conv2d(x, w, padding=w.shape[-1] // 2)
         if self.bias is not None:
             x = x + self.bias.view(1, -1, 1, 1)
-        return lrelu(x) if self.act else x
+        return clamp(lrelu(x) if self.act else x, self.clamp)
 
 
 class NoiseInput(nn.Module):
@@ -218,12 +224,18 @@ class ModulatedConv2d(nn.Module):
         self.weight = nn.Parameter(torch.randn([out_channels, in_channels, kernel_size, kernel_size]))
         self.weight_gain = 1 / math.sqrt(in_channels * kernel_size ** 2)
         self.demodulate, self.up = demodulate, up
+        self.fp16 = False           # set in fp16 blocks: normalise weights and styles first
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         N, C, H, W = x.shape
         styles = self.affine(w)  # [N, C]
         assert styles.shape == (N, C)
         weight = self.weight * self.weight_gain
+        if self.fp16 and self.demodulate:
+            # NVlabs: bring both to a largest magnitude of 1 (times the gain) so the fp16 product cannot
+            # overflow; demodulation divides each output by its own norm, so the result is unchanged
+            weight = weight * (self.weight_gain / weight.abs().amax(dim=[1, 2, 3], keepdim=True))
+            styles = styles / styles.abs().amax(dim=1, keepdim=True)
         x = x * styles.view(N, C, 1, 1)
         x = conv_up2(x, weight) if self.up else F.conv2d(x, weight, padding=weight.shape[-1] // 2)
         if self.demodulate:  # 1 / |modulated weight| per sample and output channel

@@ -35,13 +35,17 @@ def path_length_penalty(G, z: torch.Tensor, res: int, alpha, pl_mean: torch.Tens
                         make_ws, decay: float = 0.01) -> tuple[torch.Tensor, torch.Tensor]:
     """StyleGAN2's path-length regulariser: a fixed-size step in w moves the image by a fixed amount.
 
-    Returns (penalty, new pl_mean). `make_ws(z)` gives the ws (style mixing included) to perturb.
+    Returns (penalty, new pl_mean). `make_ws(z)` gives the ws (style mixing included) to perturb; the
+    length is averaged over the ws that resolution `res` uses (NVlabs: all ws of its fixed network).
     """
     ws = make_ws(z)
     img = G.synthesis(ws, res, alpha, noise_mode="random")
     # randn of the shape (not randn_like): the same draw whatever the memory format (channels_last)
     noise = torch.randn(img.shape, device=img.device, dtype=img.dtype) / math.sqrt(img.shape[2] * img.shape[3])
     (grad,) = torch.autograd.grad((img * noise).sum(), ws, create_graph=True)
-    lengths = grad.square().sum(dim=2).mean(dim=1).sqrt()
+    # only the ws this resolution's layers read: the rest have zero gradient and would shrink the mean
+    used = G.num_ws(res)
+    assert grad.shape[1] >= used
+    lengths = grad[:, :used].square().sum(dim=2).mean(dim=1).sqrt()
     new_mean = pl_mean.lerp(lengths.mean().detach().float(), decay)
     return (lengths - new_mean).square().mean(), new_mean

@@ -27,6 +27,7 @@ from pipeline.gan.layers import (
     EqualConv2d,
     EqualLinear,
     NoiseInput,
+    clamp,
     downsample,
     downsample_fir,
     instance_norm,
@@ -37,6 +38,7 @@ from pipeline.gan.layers import (
     upsample_fir,
 )
 from pipeline.gan.networks_v2 import ResidualBlock, SynthesisV2
+from pipeline.gan.precision import block_precision
 
 __all__ = ["Generator", "Discriminator", "build_networks", "style_bands", "num_ws", "mix_ws",
            "image_resampling", "count_params", "resolutions", "RESAMPLE_VERSION", "MBSTD_GROUP"]
@@ -139,6 +141,7 @@ class StyleLayer(nn.Module):
         self.noise = NoiseInput(res, out_channels, noise_gen)
         self.bias = nn.Parameter(torch.zeros([out_channels]))
         self.style = EqualLinear(w_dim, 2 * out_channels)  # scale (as 1 + s) and shift per channel
+        self.clamp: float | None = None     # set in fp16 blocks (pipeline.gan.precision)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str) -> torch.Tensor:
         if self.conv is not None:
@@ -148,7 +151,7 @@ class StyleLayer(nn.Module):
         x = lrelu(self.noise(x, noise_mode) + self.bias.view(1, -1, 1, 1))
         x = instance_norm(x)
         scale, shift = self.style(w).unsqueeze(-1).unsqueeze(-1).chunk(2, dim=1)
-        return x * (1 + scale) + shift
+        return clamp(x * (1 + scale) + shift, self.clamp)
 
 
 class SynthesisBlock(nn.Module):
@@ -189,6 +192,7 @@ class Synthesis(nn.Module):
         super().__init__()
         self.blocks = nn.ModuleDict()
         self.torgb = nn.ModuleDict()
+        self.fp16_res: set[int] = set()     # blocks run in fp16 (pipeline.gan.precision.enable_fp16)
         for r in resolutions(max_res):
             self.blocks[str(r)] = SynthesisBlock(channels[max(r // 2, 4)], channels[r], w_dim, r, noise_gen)
             self.torgb[str(r)] = EqualConv2d(channels[r], img_channels, 1)
@@ -196,10 +200,13 @@ class Synthesis(nn.Module):
     def forward(self, ws: torch.Tensor, res: int, alpha, noise_mode: str) -> torch.Tensor:
         x, prev = None, None
         for k, r in enumerate(resolutions(res)):
-            x = self.blocks[str(r)](x, ws[:, 2 * k: 2 * k + 2], noise_mode)
-            if r == res // 2 and _fading(res, alpha):
-                prev = upsample(self.torgb[str(r)](x), 2)
-        img = self.torgb[str(res)](x)
+            context, x = block_precision(self.fp16_res, r, x, ws.device.type)
+            with context:
+                x = self.blocks[str(r)](x, ws[:, 2 * k: 2 * k + 2], noise_mode)
+                if r == res // 2 and _fading(res, alpha):
+                    prev = upsample(self.torgb[str(r)](x), 2).float()
+                if r == res:
+                    img = self.torgb[str(res)](x).float()
         if prev is not None:
             img = prev + (img - prev) * alpha  # not torch.lerp: operands may differ in dtype under autocast
         return img
@@ -340,6 +347,7 @@ class Discriminator(nn.Module):
             (lambda cin, cout: ResidualBlock(cin, cout, self.downsample_image))
         self.fromrgb = nn.ModuleDict()
         self.blocks = nn.ModuleDict()
+        self.fp16_res: set[int] = set()     # blocks run in fp16 (pipeline.gan.precision.enable_fp16)
         for r in self.resolutions:
             self.fromrgb[str(r)] = EqualConv2d(img_channels, self.channels(r), 1, act=True)
             self.blocks[str(r)] = (DiscriminatorEpilogue(self.channels(4), mbstd_group) if r == 4
@@ -353,14 +361,21 @@ class Discriminator(nn.Module):
         assert res in self.resolutions, f"res {res} is not one of {self.resolutions}"
         assert img.ndim == 4 and img.shape[1:] == (self.img_channels, res, res), \
             f"img must be [N, {self.img_channels}, {res}, {res}], got {list(img.shape)}"
-        x = self.fromrgb[str(res)](img)
-        if res > 4:
-            x = self.blocks[str(res)](x)
-            if _fading(res, alpha):
-                old = self.fromrgb[str(res // 2)](self.downsample_image(img))
-                x = old + (x - old) * alpha
+        context, x = block_precision(self.fp16_res, res, img, img.device.type)
+        with context:
+            x = self.fromrgb[str(res)](x)
+            if res > 4:
+                x = self.blocks[str(res)](x)
+        if res > 4 and _fading(res, alpha):
+            context, small = block_precision(self.fp16_res, res // 2, self.downsample_image(img), img.device.type)
+            with context:
+                old = self.fromrgb[str(res // 2)](small)
+            x = old + (x - old) * alpha
         for r in reversed(resolutions(res // 2) if res > 4 else [4]):
-            x = self.blocks[str(r)](x)
+            context, x = block_precision(self.fp16_res, r, x, img.device.type)
+            with context:
+                x = self.blocks[str(r)](x)
+        x = x.float()
         assert x.shape == (img.shape[0],)
         return x
 

@@ -13,7 +13,17 @@ import math
 import torch
 from torch import nn
 
-from pipeline.gan.layers import Blur, EqualConv2d, ModulatedConv2d, NoiseInput, downsample_fir, lrelu, upsample_fir
+from pipeline.gan.layers import (
+    Blur,
+    EqualConv2d,
+    ModulatedConv2d,
+    NoiseInput,
+    clamp,
+    downsample_fir,
+    lrelu,
+    upsample_fir,
+)
+from pipeline.gan.precision import block_precision
 
 
 def _resolutions(res: int) -> list[int]:
@@ -36,12 +46,13 @@ class SynthesisLayerV2(nn.Module):
         self.blur = Blur() if up else None
         self.noise = NoiseInput(res, 1, noise_gen)  # one learned strength per layer, as in StyleGAN2
         self.bias = nn.Parameter(torch.zeros([out_channels]))
+        self.clamp: float | None = None     # set in fp16 blocks (pipeline.gan.precision)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str) -> torch.Tensor:
         x = self.conv(x, w)
         if self.blur is not None:
             x = self.blur(x)
-        return lrelu(self.noise(x, noise_mode) + self.bias.view(1, -1, 1, 1))
+        return clamp(lrelu(self.noise(x, noise_mode) + self.bias.view(1, -1, 1, 1)), self.clamp)
 
 
 class ToRGBV2(nn.Module):
@@ -55,9 +66,10 @@ class ToRGBV2(nn.Module):
         super().__init__()
         self.conv = ModulatedConv2d(in_channels, img_channels, 1, w_dim, demodulate=False)
         self.bias = nn.Parameter(torch.zeros([img_channels]))
+        self.clamp: float | None = None     # set in fp16 blocks (pipeline.gan.precision)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        return self.conv(x, w) + self.bias.view(1, -1, 1, 1)
+        return clamp(self.conv(x, w) + self.bias.view(1, -1, 1, 1), self.clamp)
 
 
 class SynthesisBlockV2(nn.Module):
@@ -101,6 +113,7 @@ class SynthesisV2(nn.Module):
         self.upsample_image = upsample_image
         self.blocks = nn.ModuleDict()
         self.torgb = nn.ModuleDict()
+        self.fp16_res: set[int] = set()     # blocks run in fp16 (pipeline.gan.precision.enable_fp16)
         for r in _resolutions(max_res):
             self.blocks[str(r)] = SynthesisBlockV2(channels[max(r // 2, 4)], channels[r], w_dim, r, noise_gen)
             self.torgb[str(r)] = ToRGBV2(channels[r], img_channels, w_dim)
@@ -109,9 +122,11 @@ class SynthesisV2(nn.Module):
         fading = res > 4 and (torch.is_tensor(alpha) or alpha < 1)
         x, img = None, None
         for k, r in enumerate(_resolutions(res)):
-            # ws 2k-1, 2k drive the convs and 2k+1 the toRGB, which the next block's first conv shares
-            x = self.blocks[str(r)](x, ws[:, max(2 * k - 1, 0): 2 * k + 1], noise_mode)
-            y = self.torgb[str(r)](x, ws[:, 2 * k + 1])
+            context, x = block_precision(self.fp16_res, r, x, ws.device.type)
+            with context:
+                # ws 2k-1, 2k drive the convs and 2k+1 the toRGB, which the next block's first conv shares
+                x = self.blocks[str(r)](x, ws[:, max(2 * k - 1, 0): 2 * k + 1], noise_mode)
+                y = self.torgb[str(r)](x, ws[:, 2 * k + 1]).float()     # the skip sum stays in fp32
             if img is None:
                 img = y
             elif r == res and fading:

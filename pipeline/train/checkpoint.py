@@ -143,9 +143,11 @@ def load_generator(path, device="cpu"):
     model, train = opts.get("model"), opts.get("train")
     if not model or not train:
         raise UserError(f"{path}: not a checkpoint of this tool (no options inside)")
-    # A checkpoint draws with the resampling it was trained with (version 1: before the FIR pair).
+    # A checkpoint draws with the resampling it was trained with (version 1: before the FIR pair), in the
+    # network it was trained in (up to its own resolution; before max_res was recorded: final_res).
+    max_res = int(state["max_res"] if "max_res" in state else train["final_res"])
     G = Generator(arch=model["arch"], z_dim=model["z_dim"], w_dim=model["w_dim"],
-                  mapping_layers=model["mapping_layers"], max_res=train["final_res"], cbase=model["cbase"],
+                  mapping_layers=model["mapping_layers"], max_res=max_res, cbase=model["cbase"],
                   cmax=model["cmax"], mapping_lr_mult=model["mapping_lr_mult"],
                   resample_version=int(state.get("resample_version", 1)))
     G.load_state_dict(state["G_ema"])

@@ -1,7 +1,13 @@
-"""Which training stages train, from where, and for how long: one function, used by stages and tests."""
+"""Which training stages train, from where, and for how long: one function, used by stages and tests.
+
+`write_plans` is the stage `schedule`: it writes models/schedule/res<R>.json, what train@R will do, and
+each train@R depends on its own file instead of the params that decide it. So a change of
+train.final_res re-runs only the stages whose plan it changes (raising it: the new resolutions).
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from pipeline.core.params import RESOLUTIONS, TrainParams
 
@@ -43,10 +49,11 @@ def stage_plan(res: int, tp: TrainParams) -> StagePlan:
         raise ValueError(f"resolution {res} is not one of {RESOLUTIONS}")
     phase = tp.phase(res)
     if res not in trained_resolutions(tp):
+        # no numbers in the reason: a plan that did not change must read the same (DVC re-runs on it)
         if not tp.progressive:
-            why = f"train.progressive is false: only train.final_res={tp.final_res} trains"
+            why = "train.progressive is false: only train.final_res trains"
         else:
-            why = f"outside train.start_res={tp.start_res} .. train.final_res={tp.final_res}"
+            why = "below train.start_res" if res < tp.start_res else "above train.final_res"
         return StagePlan(res, False, why)
     if not tp.progressive:
         kimg = tp.scratch_kimg or progressive_kimg(tp)
@@ -65,3 +72,25 @@ def fade_alpha(images_seen: int, plan: StagePlan) -> float:
     if plan.grow_from is None or fade <= 0:
         return 1.0
     return min(1.0, images_seen / fade)
+
+
+def plan_record(res: int, tp: TrainParams) -> dict:
+    """What train@res does, as written to models/schedule/res<R>.json: its plan, and the fp16 blocks
+    where train.precision is fp16 (the only way train.final_res reaches a grown stage's maths)."""
+    from pipeline.gan.precision import fp16_resolutions
+
+    record = asdict(stage_plan(res, tp))
+    if record["train"] and tp.precision == "fp16":
+        record["fp16_res"] = [r for r in fp16_resolutions(tp.final_res) if r <= res]
+    return record
+
+
+def write_plans(tp: TrainParams, out: Path = Path("models/schedule")) -> list[int]:
+    """models/schedule/res<R>.json for every resolution (DVC hashes contents: a plan that did not change
+    re-runs nothing); returns the trained resolutions."""
+    from pipeline.core.files import write_json
+
+    out.mkdir(parents=True, exist_ok=True)
+    for res in RESOLUTIONS:
+        write_json(out / f"res{res}.json", plan_record(res, tp))
+    return trained_resolutions(tp)

@@ -29,7 +29,7 @@ from pipeline.gan.networks import RESAMPLE_VERSION, count_params
 from pipeline.train import checkpoint
 from pipeline.train.dataset import ImageSource, dataset_fingerprint, pack
 from pipeline.train.live_log import LossLog
-from pipeline.train.schedule import StagePlan, stage_plan
+from pipeline.train.schedule import StagePlan, plan_record, stage_plan
 from pipeline.train.trainer import Runtime, Trainer
 
 log = logging.getLogger("train")
@@ -38,6 +38,8 @@ MAX_ROLLBACKS = 3
 # Switches that change speed, not what is learned: a snapshot made without them resumes with them.
 NOT_HASHED = ("device", "log_every", "snapshot_kimg", "nan_policy", "compile", "cuda_graphs", "fused_adam",
               "channels_last")
+# Params that reach a stage only through its plan (pipeline.train.schedule.plan_record).
+PLANNED = ("start_res", "final_res", "progressive", "scratch_kimg", "schedule")
 
 
 def runtime(tp: TrainParams) -> Runtime:
@@ -67,8 +69,9 @@ def runtime(tp: TrainParams) -> Runtime:
 def options(plan: StagePlan, tp: TrainParams, mp: ModelParams, background, fingerprint: str,
             prev_digest: str, rt: Runtime) -> dict:
     """The resolved options of this stage (options.json), and the hash that keys its snapshots."""
-    train = {k: v for k, v in asdict(tp).items() if k not in NOT_HASHED}
-    opts = {"res": plan.res, "plan": asdict(plan), "train": train, "model": asdict(mp),
+    # what decides the plan is in the plan (train.final_res must not reach a stage it does not change)
+    train = {k: v for k, v in asdict(tp).items() if k not in NOT_HASHED + PLANNED}
+    opts = {"res": plan.res, "plan": plan_record(plan.res, tp), "train": train, "model": asdict(mp),
             "background": list(background), "dataset_fingerprint": fingerprint, "previous": prev_digest,
             "world": rt.world, "resample_version": RESAMPLE_VERSION}
     opts["options_hash"] = hashlib.sha1(json.dumps(opts, sort_keys=True).encode()).hexdigest()[:12]
@@ -196,7 +199,6 @@ def _loop(trainer: Trainer, source, plan: StagePlan, tp: TrainParams, live, snap
         now = time.perf_counter()
         trainer.train_seconds += now - tick
         tick = now
-        trainer.augment.adjust(trainer.batch)
         if not all(checkpoint.is_finite_number(v) for v in values.values()):
             rollbacks += 1
             bad = ", ".join(f"{n}={v}" for n, v in values.items() if not checkpoint.is_finite_number(v))
@@ -214,7 +216,7 @@ def _loop(trainer: Trainer, source, plan: StagePlan, tp: TrainParams, live, snap
             log.warning("train@%d: %s; rolled back to step %d with lr x%g", plan.res, bad,
                         trainer.step_index, trainer.lr_scale)
             continue
-        values.update(alpha=trainer.alpha(), augment_p=trainer.augment.p,
+        values.update(alpha=trainer.alpha(), augment_p=trainer.augment.probability,
                       kimg=trainer.images / 1000, img_per_s=trainer.images / max(trainer.train_seconds, 1e-9))
         live.log(trainer.step_index, values)
         bar.set_postfix(G=f"{values['loss_G']:.3f}", D=f"{values['loss_D']:.3f}", a=f"{values['alpha']:.2f}")

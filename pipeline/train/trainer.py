@@ -2,8 +2,8 @@
 
 The Trainer holds everything a run needs to continue bit for bit: G, D, G_ema, both Adam states, the
 images seen, the fade-in, the augmentation state, the loss running means and every RNG. Its
-`state_dict` is the checkpoint; `step` is one D update plus one G update (with the lazy regularisers on
-their intervals), done entirely on the device.
+`state_dict` is the checkpoint; `step` is one D update plus one G update, and on their intervals the lazy
+regularisers' own updates (StyleGAN2's Dreg and Greg phases), done entirely on the device.
 
 Fast path (TrainParams switches, measured by `python -m pipeline.bench train`): autocast (bf16, or fp16
 with a grad scaler), channels_last, fused Adam, torch.compile of the main G and D passes (optionally as
@@ -23,8 +23,9 @@ from pipeline.core import killpoints
 from pipeline.core.errors import UserError
 from pipeline.core.params import ModelParams, TrainParams
 from pipeline.gan import losses
-from pipeline.gan.augment import Augment
+from pipeline.gan.augment import ADA_INTERVAL, Augment
 from pipeline.gan.networks import MBSTD_GROUP, RESAMPLE_VERSION, build_networks, mix_ws
+from pipeline.gan.precision import enable_fp16
 from pipeline.train.schedule import StagePlan, fade_alpha
 
 
@@ -56,6 +57,15 @@ def _all_reduce_grads(params, world: int) -> None:
             offset += g.numel()
 
 
+def _load_adam_by_name(opt: torch.optim.Optimizer, net: torch.nn.Module, old: dict, old_names: list[str]) -> None:
+    """Adam state of a smaller network (the previous stage's) into `opt` over `net`, matched by parameter
+    name; parameters the old network lacked get no state, so Adam starts them fresh."""
+    index = {name: i for i, (name, _) in enumerate(net.named_parameters())}
+    assert [id(p) for p in opt.param_groups[0]["params"]] == [id(p) for p in net.parameters()]
+    moved = {index[old_names[i]]: s for i, s in old["state"].items()}
+    opt.load_state_dict({"state": moved, "param_groups": opt.state_dict()["param_groups"]})
+
+
 class Trainer:
     # What torch.compile hands the traced graphs to. Tests use "aot_eager": the same tracing and
     # autograd, without inductor's minute of C++ compilation on a CPU.
@@ -77,10 +87,14 @@ class Trainer:
                             f"which D's minibatch-stddev groups of {group} do not divide: use a multiple of {group}")
         self.r1_gamma = tp.gamma(plan.res, plan.batch)
         torch.manual_seed(tp.seed)
-        self.G, self.D = build_networks(mp, max_res=tp.final_res)
+        # This stage's own networks, up to its resolution: what it learns cannot depend on how far the
+        # run will go (train.final_res), so raising final_res re-trains only the new resolutions.
+        self.G, self.D = build_networks(mp, max_res=plan.res)
         self.memory_format = torch.channels_last if tp.channels_last else torch.contiguous_format
         self.G.to(rt.device, memory_format=self.memory_format)
         self.D.to(rt.device, memory_format=self.memory_format)
+        # fp16: the top blocks only, clamped (NVlabs); bf16 autocasts everything (see _autocast)
+        self.fp16_res = enable_fp16(self.G, self.D, tp.final_res) if rt.precision == "fp16" else []
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         # Lazy regularisation (StyleGAN2): a regulariser run every k steps is scaled by k, and Adam's
         # lr and betas are adjusted by k/(k+1) so the effective dynamics match running it every step.
@@ -92,7 +106,7 @@ class Trainer:
                                       betas=(0.0, 0.99 ** self.c_g), eps=1e-8, fused=fused)
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=plan.lr * self.c_d,
                                       betas=(0.0, 0.99 ** self.c_d), eps=1e-8, fused=fused)
-        self.augment = Augment(tp.augment, tp.augment_policy, tp.ada_target)
+        self.augment = Augment(tp.augment, tp.augment_policy, tp.ada_target, tp.ada_kimg, rt.device)
         # fp16 needs loss scaling; bf16 has fp32's range and does not.
         fp16 = rt.precision == "fp16" and rt.device.type == "cuda"
         self.scaler_G = torch.amp.GradScaler("cuda", enabled=fp16)
@@ -153,7 +167,9 @@ class Trainer:
                 "images": self.images, "step": self.step_index, "alpha": self.alpha(),
                 "lr_scale": self.lr_scale, "train_seconds": self.train_seconds,
                 "prev_images": self.prev_images, "prev_seconds": self.prev_seconds,
-                "res": self.res, "rng": rng, "resample_version": RESAMPLE_VERSION}
+                "res": self.res, "max_res": self.res, "rng": rng, "resample_version": RESAMPLE_VERSION,
+                "param_names": {"G": [n for n, _ in self.G.named_parameters()],
+                                "D": [n for n, _ in self.D.named_parameters()]}}
 
     def load_state_dict(self, state: dict) -> None:
         """Continue a snapshot of this same stage exactly where it stopped."""
@@ -164,6 +180,8 @@ class Trainer:
         self._set_lr()
         rng = state["rng"]
         torch.set_rng_state(rng["torch"])
+        if "python" in rng:     # so a restored state saves byte for byte as it was saved
+            random.setstate((3, tuple(rng["python"]), None))
         self.gen.set_state(rng["gen"].to(self.gen.device) if self.gen.device.type != "cpu" else rng["gen"])
         if "cuda" in rng and self.rt.device.type == "cuda":
             torch.cuda.set_rng_state(rng["cuda"], self.rt.device)
@@ -173,20 +191,38 @@ class Trainer:
     def continue_from(self, state: dict) -> None:
         """Start this stage from the previous resolution's final state (progressive growing).
 
-        Adam's moments of the layers both stages share carry over; the new layers start fresh."""
-        self._load_learned(state)
+        The previous stage's networks are this one's without the newest block: their weights and Adam's
+        moments carry over by name; the new block (and its toRGB / fromRGB) starts fresh."""
+        self._check_resampling(state)
+        names = state.get("param_names")
+        if names is None or int(state.get("max_res", 0)) != int(state["res"]):
+            raise UserError(f"models/res{state.get('res')} was trained before each stage had its own networks: "
+                            f"train it again (dvc repro -f -s train@{state.get('res')}) before growing from it")
+        new = (f"synthesis_net.blocks.{self.res}.", f"synthesis_net.torgb.{self.res}.",
+               f"blocks.{self.res}.", f"fromrgb.{self.res}.")
+        for net, key in ((self.G, "G"), (self.D, "D"), (self.G_ema, "G_ema")):
+            missing, unexpected = net.load_state_dict(state[key], strict=False)
+            fresh = [k for k in missing if not k.startswith(new)]
+            assert not unexpected and not fresh, f"{key}: unexpected {unexpected}, missing {fresh}"
+        _load_adam_by_name(self.opt_G, self.G, state["opt_G"], names["G"])
+        _load_adam_by_name(self.opt_D, self.D, state["opt_D"], names["D"])
+        self.augment.load_state_dict(state["augment"], self.rt.device)
+        self.pl_mean = state["pl_mean"].to(self.rt.device)
         self.prev_images = int(state["prev_images"]) + int(state["images"])
         self.prev_seconds = float(state["prev_seconds"]) + float(state["train_seconds"])
         self._set_lr()
 
-    def _load_learned(self, state: dict) -> None:
-        """What both a resume and a grown stage take over: networks, optimisers, augmentation, pl_mean."""
+    def _check_resampling(self, state: dict) -> None:
         version = int(state.get("resample_version", 1))
         if self.mp.arch == "stylegan2" and version != RESAMPLE_VERSION:
             raise UserError(f"that stylegan2 state (res {state.get('res')}) resamples its images with version "
                             f"{version}, this code with version {RESAMPLE_VERSION} (the [1,3,3,1] filter): it "
                             f"cannot go on training here; train again from scratch (dvc repro -f), or draw "
                             f"from it with stages.generate, which keeps its own resampling")
+
+    def _load_learned(self, state: dict) -> None:
+        """What a resume takes over: networks, optimisers, augmentation, pl_mean."""
+        self._check_resampling(state)
         self.G.load_state_dict(state["G"])
         self.D.load_state_dict(state["D"])
         self.G_ema.load_state_dict(state["G_ema"])
@@ -210,8 +246,9 @@ class Trainer:
         return fade_alpha(self.images, self.plan)
 
     def _autocast(self):
-        dtype = self.rt.autocast_dtype
-        return torch.autocast(self.rt.device.type, dtype=dtype, enabled=dtype is not None)
+        """bf16 autocasts the whole passes; fp16 is switched on block by block inside the networks."""
+        bf16 = self.rt.precision == "bf16"
+        return torch.autocast(self.rt.device.type, dtype=torch.bfloat16, enabled=bf16)
 
     def _z(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.mp.z_dim, generator=self.gen, device=self.rt.device)
@@ -259,13 +296,16 @@ class Trainer:
             fake_logits = discriminate(self.augment(fake.float(), self.gen), res, alpha).float()
             loss_d = losses.d_logistic(real_logits, fake_logits)
         self.augment.observe(real_logits)
-        if self.r1_gamma > 0 and self.step_index % self.tp.r1_interval == 0:
-            r1 = losses.r1_penalty(D, real, res, alpha, self.augment, self.gen)
-            loss_d = loss_d + r1 * (self.r1_gamma / 2) * self.tp.r1_interval
-            out["r1"] = r1.detach()
+        if (self.step_index + 1) % ADA_INTERVAL == 0:
+            self.augment.adjust(self.plan.batch, self.rt.world)
         self._update(loss_d, self.d_params, self.opt_D, self.scaler_D)
         out["loss_D"], out["real_score"], out["fake_score"] = (
             loss_d.detach(), real_logits.detach().mean(), fake_logits.detach().mean())
+        # Dreg (lazy R1, StyleGAN2): its own optimiser step every r1_interval steps, scaled by the interval.
+        if self.r1_gamma > 0 and self.step_index % self.tp.r1_interval == 0:
+            r1 = losses.r1_penalty(D, real, res, alpha, self.augment, self.gen)
+            self._update(r1 * (self.r1_gamma / 2) * self.tp.r1_interval, self.d_params, self.opt_D, self.scaler_D)
+            out["r1"] = r1.detach()
         killpoints.reached("mid_step")
         # G: fool D (+ path length every pl_interval steps, stylegan2).
         D.requires_grad_(False)
@@ -275,13 +315,14 @@ class Trainer:
             fake = synthesis(self.make_ws(self._z(self.batch), update_w_avg=True), res, alpha)
             fake_logits = discriminate(self.augment(fake.float(), self.gen), res, alpha).float()
             loss_g = losses.g_nonsaturating(fake_logits)
-        if self._pl_on and self.step_index % self.tp.pl_interval == 0:
-            n = max(1, self.batch // 2)
-            pl, self.pl_mean = losses.path_length_penalty(G, self._z(n), res, alpha, self.pl_mean, self.make_ws)
-            loss_g = loss_g + pl * self.tp.pl_weight * self.tp.pl_interval
-            out["pl"] = pl.detach()
         self._update(loss_g, self.g_params, self.opt_G, self.scaler_G)
         out["loss_G"] = loss_g.detach()
+        # Greg (lazy path length, stylegan2): its own optimiser step every pl_interval steps.
+        if self._pl_on and self.step_index % self.tp.pl_interval == 0:
+            n = max(1, self.batch // 2)      # NVlabs' pl_batch_shrink 2
+            pl, self.pl_mean = losses.path_length_penalty(G, self._z(n), res, alpha, self.pl_mean, self.make_ws)
+            self._update(pl * self.tp.pl_weight * self.tp.pl_interval, self.g_params, self.opt_G, self.scaler_G)
+            out["pl"] = pl.detach()
         for p in self.d_params:
             p.requires_grad_(True)
         self._update_ema()
@@ -305,8 +346,9 @@ class Trainer:
     def _update_ema(self) -> None:
         # Ramp-up (StyleGAN2-ADA): early on, average over at most ema_rampup x the images seen so far,
         # so a short run's G_ema is not dominated by its random start.
-        half_life = min(self.tp.ema_kimg * 1000, (self.prev_images + self.images) * self.tp.ema_rampup) \
-            if self.tp.ema_rampup > 0 else self.tp.ema_kimg * 1000
+        full = self.tp.ema_half_life(self.plan.batch)
+        half_life = min(full, (self.prev_images + self.images) * self.tp.ema_rampup) \
+            if self.tp.ema_rampup > 0 else full
         beta = 0.5 ** (self.batch * self.rt.world / half_life) if half_life > 0 else 0.0
         ema, cur = list(self.G_ema.parameters()), list(self.G.parameters())
         torch._foreach_lerp_(ema, cur, 1.0 - beta)

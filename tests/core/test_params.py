@@ -69,3 +69,12 @@ def test_r1_gamma_is_a_number_or_auto_the_heuristic_of_stylegan2_ada():
     for bad in ("lots", -1, True, [1]):
         with pytest.raises(ParamError, match="train.r1_gamma"):
             params.parse("train", {"r1_gamma": bad})
+
+
+def test_ema_kimg_is_a_number_or_auto_nvlabs_batch_x_10_over_32():
+    tp = params.parse("train", {"ema_kimg": "auto"})
+    for batch in (16, 32, 64):
+        assert tp.ema_half_life(batch) == pytest.approx(batch * 10 / 32 * 1000)
+    assert params.parse("train", {"ema_kimg": 2.5}).ema_half_life(64) == 2500.0
+    with pytest.raises(ParamError, match="train.ema_kimg"):
+        params.parse("train", {"ema_kimg": "often"})

@@ -2,7 +2,9 @@
 import subprocess
 
 import pytest
+import torch
 
+from pipeline.core.files import read_csv, write_csv
 from pipeline.train import checkpoint
 from tests.helpers.dvc_project import dvc, env, make_repo, ran_stages
 from tests.helpers.killing import repro_killed_at
@@ -41,12 +43,49 @@ def test_chain_trains_8_and_16_and_skips_the_rest(repo):
 def test_progressive_false_reruns_only_training(repo):
     r = dvc(repo, "exp", "run", "-S", "train.progressive=false")
     ran = ran_stages(r.stdout)
-    assert ran and all(s.startswith("train@") or s == "evaluate" for s in ran), ran
+    assert ran and all(s.startswith("train@") or s in ("schedule", "evaluate") for s in ran), ran
     assert (repo / "models/res8/skipped.json").exists()
     state = checkpoint.load(repo / "models/res16/checkpoint.pt")
     assert state["prev_images"] == 0                                    # from scratch at 16
     subprocess.run(["git", "checkout", "-q", "."], cwd=repo, check=True)
     dvc(repo, "checkout", "-q")
+
+
+def test_decisions_about_faces_do_not_rerun_a_full_body_training(repo):
+    faces = [row["id"] for row in read_csv(repo / "data/review/manifest.csv") if row["kind"] == "face"]
+    assert len(faces) >= 2
+    write_csv(repo / "review/decisions.csv", ["id", "status", "note"],
+              [{"id": i, "status": "reject", "note": "not a face"} for i in faces[:2]])
+    try:
+        ran = ran_stages(dvc(repo, "repro").stdout)
+        assert ran == ["review"], ran
+        assert "up to date" in dvc(repo, "status").stdout
+    finally:
+        subprocess.run(["git", "checkout", "-q", "."], cwd=repo, check=True)
+        dvc(repo, "checkout", "-q")
+
+
+def test_raising_final_res_trains_only_the_new_stage_as_one_go_would(repo, tmp_path):
+    before = checkpoint.load(repo / "models/res16/checkpoint.pt")
+    try:
+        ran = ran_stages(dvc(repo, "exp", "run", "-S", "train.final_res=32").stdout)
+        assert ran == ["schedule", "train@32", "evaluate"], ran
+        stepped = checkpoint.load(repo / "models/res32/checkpoint.pt")
+        assert stepped["prev_images"] == before["prev_images"] + before["images"]          # grew from res16
+        # lowering it again re-runs none of the stages below
+        ran = ran_stages(dvc(repo, "exp", "run", "-S", "train.final_res=16").stdout)
+        assert "train@32" in ran and set(ran) <= {"schedule", "train@32", "evaluate"}, ran   # evaluate: run-cache
+        assert (repo / "models/res32/skipped.json").exists()
+    finally:
+        subprocess.run(["git", "checkout", "-q", "."], cwd=repo, check=True)
+        dvc(repo, "checkout", "-q")
+    one_go = make_repo(tmp_path / "one_go", {**TINY, "train.final_res": 32})
+    dvc(one_go, "repro", "train@32")
+    direct = checkpoint.load(one_go / "models/res32/checkpoint.pt")
+    for key in ("G", "D", "G_ema"):
+        for name, value in direct[key].items():
+            assert torch.equal(value, stepped[key][name]), (key, name)
+    assert direct["images"] == stepped["images"] and direct["prev_images"] == stepped["prev_images"]
 
 
 # Each kill lands at a moment the code names (pipeline.core.killpoints), in this order: after a snapshot,

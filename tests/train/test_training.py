@@ -1,5 +1,6 @@
 """Training: exact checkpoints, bit-for-bit resume, frozen lower layers, and that it learns at all."""
 import copy
+import math
 
 import pytest
 import torch
@@ -61,6 +62,61 @@ def test_resume_continues_bit_for_bit(tmp_path, source8, arch):
     for key in ("train_seconds",):
         a.pop(key), b.pop(key)
     assert_same_state(a, b)
+
+
+def test_ada_adjusts_p_every_4_steps_by_its_step_and_checkpoints_it(source8):
+    t = trainer(train={"augment": "ada", "ada_kimg": 0.05})
+    step = t.plan.batch * 4 / 50
+    ps = []
+    for _ in range(12):
+        t.step(source8)
+        ps.append(t.augment.probability)
+    assert ps[:3] == [0.0] * 3 and ps[4:7] == [ps[3]] * 3 and ps[8:11] == [ps[7]] * 3
+    moves = [round(abs(b - a) / step, 9) for a, b in zip([0.0, ps[3], ps[7]], [ps[3], ps[7], ps[11]])]
+    assert set(moves) <= {0.0, 1.0} and 1.0 in moves
+    assert t.state_dict()["augment"]["p"] == ps[-1]
+
+
+def test_lazy_regularisers_are_their_own_adam_steps_with_the_k_over_k_plus_1_correction(source8):
+    t = trainer(model={"arch": "stylegan2"}, train={"r1_interval": 2, "pl_weight": 2.0, "pl_interval": 3})
+    for opt, k in ((t.opt_D, 2), (t.opt_G, 3)):
+        group = opt.param_groups[0]
+        assert group["lr"] == pytest.approx(t.plan.lr * k / (k + 1))
+        assert group["betas"] == (0.0, pytest.approx(0.99 ** (k / (k + 1))))
+
+    def adam_steps(opt):
+        return int(next(iter(opt.state.values()))["step"])
+
+    counts = []
+    for _ in range(4):
+        out = t.step(source8)
+        counts.append((adam_steps(t.opt_D), adam_steps(t.opt_G), "r1" in out, "pl" in out))
+    # steps 0 and 2 add a Dreg step, steps 0 and 3 a Greg step
+    assert counts == [(2, 2, True, True), (3, 3, False, False), (5, 4, True, False), (6, 6, False, True)]
+
+
+def test_path_length_averages_over_the_ws_the_resolution_uses():
+    from pipeline.gan import losses
+    from pipeline.gan.networks import build_networks
+    _, mp = tiny_params(model={"arch": "stylegan2"})
+    G, _ = build_networks(mp, max_res=16)                        # more ws than res 8 uses
+    z = torch.randn(3, mp.z_dim, generator=torch.Generator().manual_seed(0))
+
+    def make_ws(z):
+        return G.mapping(z)
+
+    torch.manual_seed(5)
+    penalty, mean = losses.path_length_penalty(G, z, 8, 1.0, torch.zeros([]), make_ws)
+    torch.manual_seed(5)
+    ws = make_ws(z)
+    img = G.synthesis(ws, 8, 1.0, noise_mode="random")
+    noise = torch.randn(img.shape) / math.sqrt(8 * 8)
+    (grad,) = torch.autograd.grad((img * noise).sum(), ws)
+    assert ws.shape[1] == G.num_ws(16) > G.num_ws(8) == 4
+    lengths = torch.sqrt(sum(grad[:, i].square().sum(1) for i in range(4)) / 4)
+    expected_mean = 0.01 * lengths.mean()
+    assert torch.allclose(mean, expected_mean, rtol=1e-5)
+    assert torch.allclose(penalty, (lengths - expected_mean).square().mean(), rtol=1e-5)
 
 
 def test_checkpoint_round_trip_and_damage(tmp_path, source8):
