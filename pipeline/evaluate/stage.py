@@ -7,7 +7,8 @@ models, not by the draws:
 * grids (eval/grids/, laid out as pipeline.evaluate.sampling describes; R = eval.grid_rows, C = eval.grid_cols):
   uncurated.png R x C; style_mixing.png (1+R) x (1+C): C sources A across the top, R sources B down the
   side, each cell A with B's eval.mix_band styles; truncation.png R x 9, psi -1 ... 1; res<N>.png R x C,
-  the uncurated seeds drawn by the model of every trained resolution (how the model grew).
+  the uncurated seeds drawn by the model of every trained resolution (how the model grew); reals.png R x C,
+  reals packed at the final resolution as training saw them, to hold the fakes against.
 * SWD (pipeline.evaluate.metrics.swd, x1e3, lower is better) of min(eval.swd_images, reals) fakes against as
   many reals, packed at the final resolution exactly as training saw them.
 * swd_real_baseline: SWD between two disjoint random halves of the reals, m = min(n, reals // 2)
@@ -126,8 +127,15 @@ def fid_metrics(G, res: int, reals: np.ndarray, ep: EvalParams, device: torch.de
             "fid_reals": len(chosen)}
 
 
+def reals_grid(reals: np.ndarray, ep: EvalParams):
+    """reals.png: R x C reals as training saw them (packed at the model's resolution), laid out as the
+    fakes of uncurated.png; a seeded draw, sorted, so a data set in name order is not one game's art."""
+    chosen = reals[_subset(len(reals), min(len(reals), ep.grid_rows * ep.grid_cols), ep.seed)]
+    return layout(chosen, ep.grid_rows, ep.grid_cols)
+
+
 def write_grids(folder: Path, models: list[tuple[int, Path]], G, res: int, ep: EvalParams,
-                device: torch.device) -> list[str]:
+                device: torch.device, reals: np.ndarray) -> list[str]:
     """eval/grids/*.png; returns the names written."""
     rows, cols = ep.grid_rows, ep.grid_cols
     seeds = range(ep.seed, ep.seed + rows * cols)
@@ -140,6 +148,7 @@ def write_grids(folder: Path, models: list[tuple[int, Path]], G, res: int, ep: E
         "uncurated.png": layout(images_from_seeds(G, seeds, res, ep.truncation, batch=BATCH), rows, cols),
         "style_mixing.png": style_mixing_grid(G, res, a_seeds, b_seeds, ep.mix_band, ep.truncation, BATCH),
         "truncation.png": truncation_grid(G, res, seeds[:rows], TRUNCATION_PSIS, BATCH),
+        "reals.png": reals_grid(reals, ep),
     }
     for r, path in models:
         G_r = G if r == res else load_generator(path, device)[0]
@@ -174,7 +183,7 @@ def run(ep: EvalParams, dataset: str, fit: str, background=(255, 255, 255), mode
     else:
         log.info("FID/KID skipped: eval.inception_weights is empty (see README: Inception weights)")
     with staging_dir(out / "grids") as folder:
-        names = write_grids(folder, found, G, res, ep, device)
+        names = write_grids(folder, found, G, res, ep, device, reals)
     write_json(out / "metrics.json", result)
     log.info("SWD %.2f (levels %s; real-vs-real %.2f) on %d image(s); wrote %s and %d grid(s)",
              result["swd"], ", ".join(f"{k}: {v:.2f}" for k, v in result["swd_levels"].items()),

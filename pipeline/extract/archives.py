@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from pipeline.core.wording import counted
+
 log = logging.getLogger("unpack")
 
 ARCHIVE_EXTS = (".apk", ".obb", ".xapk", ".apks", ".zip")
@@ -56,8 +58,10 @@ class WalkStats:
     def summary(self) -> str:
         if not self.ignored:
             return "no archive member needed ignoring"
-        top = ", ".join(f"{ext or '(none)'}: {n}" for ext, n in self.ignored.most_common(8))
-        return f"ignored {sum(self.ignored.values())} non-Unity archive member(s) ({top})"
+        shown = dict(self.ignored.most_common(8))
+        rest = sum(self.ignored.values()) - sum(shown.values())
+        top = counted({ext or "(no extension)": n for ext, n in shown.items()}) + (f", {rest} other" if rest else "")
+        return f"ignored {sum(self.ignored.values())} archive member(s) that are not Unity files ({top})"
 
 
 def sniff(head: bytes, size: int) -> str | None:

@@ -15,6 +15,7 @@ import numpy as np
 from pipeline.core.errors import UserError
 from pipeline.core.files import read_csv, staging_dir, write_bytes, write_csv
 from pipeline.core.params import FacesParams
+from pipeline.core.wording import skipped, stable_skips
 from pipeline.extract.workers import WorkerPool
 
 log = logging.getLogger("faces")
@@ -118,7 +119,7 @@ def run(p: FacesParams, src: Path = Path("data/flat"), out: Path = Path("data/fa
                              "source": r["source"], "asset": r["asset"]})
         rows.sort(key=lambda r: r["path"])
         write_csv(stage / "index.csv", INDEX_COLUMNS, rows)
-        write_csv(stage / "skipped.csv", SKIP_COLUMNS, skips)
-    log.info("found %d face(s) in %d of %d image(s), skipped %d, in %.1f s",
-             len(rows), with_face, len(flat), len(skips), time.perf_counter() - start)
+        write_csv(stage / "skipped.csv", SKIP_COLUMNS, stable_skips(skips))
+    log.info("found %d face(s) in %d of %d image(s), %s, in %.1f s", len(rows), with_face, len(flat),
+             skipped(len(skips), f"{out}/skipped.csv"), time.perf_counter() - start)
     return {"faces": len(rows), "images_with_faces": with_face, "skipped": len(skips)}

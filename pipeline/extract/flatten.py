@@ -12,6 +12,7 @@ from pipeline.core.colours import parse_colour
 from pipeline.core.errors import UserError
 from pipeline.core.files import read_csv, save_image, staging_dir, write_csv
 from pipeline.core.params import FlattenParams
+from pipeline.core.wording import skipped, stable_skips
 from pipeline.extract.images import flatten
 
 log = logging.getLogger("flatten")
@@ -39,7 +40,7 @@ def run(p: FlattenParams, src: Path = Path("data/extracted"), out: Path = Path("
             rows.append({"path": r["path"], "extracted": r["path"], "width": flat.width,
                          "height": flat.height, "source": r["source"], "asset": r["asset"]})
         write_csv(stage / "index.csv", INDEX_COLUMNS, rows)
-        write_csv(stage / "skipped.csv", SKIP_COLUMNS, skips)
-    log.info("flattened %d image(s) (%s on %s%s), skipped %d in %.1f s", len(rows), p.mode, p.background,
-             ", trimmed" if p.trim else "", len(skips), time.perf_counter() - start)
+        write_csv(stage / "skipped.csv", SKIP_COLUMNS, stable_skips(skips))
+    log.info("flattened %d image(s) (%s on %s%s), %s in %.1f s", len(rows), p.mode, p.background,
+             ", trimmed" if p.trim else "", skipped(len(skips), f"{out}/skipped.csv"), time.perf_counter() - start)
     return {"flattened": len(rows), "skipped": len(skips)}

@@ -9,7 +9,7 @@ import io
 import warnings
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 
 def open_image(data: bytes, max_pixels: int) -> Image.Image:
@@ -34,6 +34,8 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
         raise ValueError(f"over the decompression-bomb limit ({e})".split(". ")[0])
     except ValueError:
         raise
+    except UnidentifiedImageError:  # its message names the BytesIO object's address, new every run
+        raise ValueError("not a readable image (no image format recognises it)")
     except Exception as e:  # PIL raises many types for damaged files
         raise ValueError(f"not a readable image ({type(e).__name__}: {' '.join(str(e).split())[:120]})")
     finally:

@@ -17,6 +17,7 @@ from pathlib import Path
 from pipeline.core.errors import UserError
 from pipeline.core.files import safe_name, safe_relpath, staging_dir, unique_path, write_bytes, write_csv
 from pipeline.core.params import UnpackParams
+from pipeline.core.wording import counted, skipped, stable_skips
 from pipeline.extract.archives import ImageUnit, Skip, UnityUnit, Walker, clean_raw_dir, source_parts
 from pipeline.extract.workers import WorkerPool
 
@@ -199,14 +200,14 @@ def run(p: UnpackParams, raw: Path = Path("data/raw"), out: Path = Path("data/ex
         _name_outputs(rows, stage)
         skips.sort(key=lambda s: (s.source, s.asset))
         write_csv(stage / "index.csv", INDEX_COLUMNS, rows)
-        write_csv(stage / "skipped.csv", SKIP_COLUMNS, (vars(s) for s in skips))
+        write_csv(stage / "skipped.csv", SKIP_COLUMNS, stable_skips(vars(s) for s in skips))
     by_alpha = {}
     for r in rows:
         by_alpha[r["alpha"]] = by_alpha.get(r["alpha"], 0) + 1
-    log.info("%s", walker.stats.summary())
-    alphas = ", ".join(f"{n} {kind}" for kind, n in sorted(by_alpha.items())) or "none"
-    log.info("extracted %d image(s) (alpha: %s), skipped %d (see %s/skipped.csv) in %.1f s",
-             len(rows), alphas, len(skips), out, time.perf_counter() - start)
+    if walker.stats.ignored:
+        log.info("%s", walker.stats.summary())
+    log.info("extracted %d image(s) (alpha: %s), %s in %.1f s", len(rows), counted(by_alpha),
+             skipped(len(skips), f"{out}/skipped.csv"), time.perf_counter() - start)
     if not rows:               # data/raw is not empty (clean_raw_dir): say what dropped everything
         raise UserError(nothing_extracted(skips, out))
     return {"extracted": len(rows), "skipped": len(skips), "alpha": by_alpha}

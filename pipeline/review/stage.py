@@ -9,6 +9,7 @@ from pathlib import Path
 from pipeline.core.errors import UserError
 from pipeline.core.files import read_csv, staging_dir, write_csv
 from pipeline.core.params import ReviewParams
+from pipeline.core.wording import counted
 from pipeline.review.manifest import (
     MANIFEST_COLUMNS,
     Candidate,
@@ -56,7 +57,9 @@ def run(p: ReviewParams, flat_dir: Path = Path("data/flat"), faces_dir: Path = P
     with staging_dir(dataset_dir) as stage:
         counts = write_datasets(rows, stage)
     reasons = Counter(r["reason"] for r in rows if r["status"] == "reject")
-    log.info("manifest: %d image(s); kept %d full-body, %d faces; rejected %s; %d human decision(s); %.1f s",
-             len(rows), counts["fullbody"], counts["faces"], dict(reasons) or "none",
-             sum(r["reason"] == "human" for r in rows), time.perf_counter() - start)
+    humans = sum(r["reason"] == "human" for r in rows)
+    log.info("manifest: %d image(s); kept %d full-body, %d faces; rejected %s; %s; %.1f s",
+             len(rows), counts["fullbody"], counts["faces"],
+             f"{sum(reasons.values())} ({counted(reasons)})" if reasons else "none",
+             f"{humans} human decision(s)" if humans else "no human decisions", time.perf_counter() - start)
     return {"rows": len(rows), **counts, "rejected": dict(reasons)}

@@ -94,9 +94,10 @@ def snapshots(folder: Path, options_hash: str) -> list[Path]:
 
 def latest_snapshot(folder: Path, options_hash: str, map_location="cpu") -> dict | None:
     """The newest snapshot of these options that verifies; damaged ones are reported and skipped."""
-    others = [p.name for p in folder.glob("snapshot-*.pt") if not p.name.startswith(f"snapshot-{options_hash}-")]
+    others = sorted(p.name for p in folder.glob("snapshot-*.pt") if not p.name.startswith(f"snapshot-{options_hash}-"))
     if others:
-        log.info("ignoring %d snapshot(s) made with other options (%s ...)", len(others), others[0])
+        more = f" and {len(others) - 1} more" if len(others) > 1 else ""
+        log.info("ignoring %d snapshot(s) made with other options (%s%s)", len(others), others[0], more)
     for path in snapshots(folder, options_hash):
         try:
             state = load(path, map_location)

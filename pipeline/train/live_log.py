@@ -9,9 +9,30 @@ import logging
 import shutil
 from pathlib import Path
 
-from pipeline.core.files import atomic_write, write_json
+from pipeline.core.files import atomic_write, write_json, write_text
 
 log = logging.getLogger("train")
+
+# The series dvc.yaml's top-level `plots:` draws for every train@R (kimg is their x axis).
+PLOTTED = ("kimg", "loss_G", "loss_D", "real_score", "fake_score", "augment_p", "img_per_s")
+SKIPPED = "skipped.json"
+
+
+def _clear(folder: Path) -> None:
+    for child in folder.glob("*"):
+        shutil.rmtree(child) if child.is_dir() else child.unlink()
+
+
+def write_skipped(folder: Path, record: dict) -> None:
+    """The log folder of a stage that does not train: `record` (why) and a header-only file for each
+    plotted series. Curves of an earlier run go: the model they describe is gone from models/res<R>.
+    With the empty files `dvc plots show` draws empty charts instead of failing to load missing ones,
+    and DVC does not warn that this persist output is an empty folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    _clear(folder)
+    for name in PLOTTED:
+        write_text(folder / "plots" / "metrics" / f"{name}.tsv", f"step\t{name}\n")
+    write_json(folder / SKIPPED, record)
 
 
 def _row_step(line: str, col: int, width: int) -> int | None:
@@ -58,9 +79,9 @@ class LossLog:
             return
         from dvclive import Live
 
+        (self.folder / SKIPPED).unlink(missing_ok=True)
         if resume_step is None:
-            for child in self.folder.glob("*"):
-                shutil.rmtree(child) if child.is_dir() else child.unlink()
+            _clear(self.folder)
         else:
             trim_tsv(self.folder, resume_step)
             # dvclive rewrites its summary in place; a kill can leave it empty. Restart it at our step.

@@ -1,10 +1,10 @@
 """Stage train@R: one resolution of the progressive schedule, resumable, logged with dvclive.
 
 Writes models/res<R>/ (checkpoint.pt with the whole training state, options.json, stats.json,
-samples.png) or, for a resolution the schedule does not train, models/res<R>/skipped.json. While it
-runs it keeps snapshots in models/snapshots/res<R>/ (a DVC persist output), named by a hash of the
-options: a killed stage resumes from its newest snapshot on the next `dvc repro`; a snapshot made with
-other options is ignored.
+samples.png, curves.png: the logged curves drawn as a chart) or, for a resolution the schedule does
+not train, models/res<R>/skipped.json. While it runs it keeps snapshots in models/snapshots/res<R>/ (a
+DVC persist output), named by a hash of the options: a killed stage resumes from its newest snapshot on
+the next `dvc repro`; a snapshot made with other options is ignored.
 """
 from __future__ import annotations
 
@@ -26,9 +26,10 @@ from pipeline.core.files import save_image, staging_dir, write_json
 from pipeline.core.params import ModelParams, TrainParams
 from pipeline.gan.grids import grid, to_uint8, upscale
 from pipeline.gan.networks import RESAMPLE_VERSION, count_params
-from pipeline.train import checkpoint
+from pipeline.train import checkpoint, curves
 from pipeline.train.dataset import ImageSource, dataset_fingerprint, pack
 from pipeline.train.live_log import LossLog
+from pipeline.train.live_log import write_skipped as write_skipped_log
 from pipeline.train.schedule import StagePlan, plan_record, stage_plan
 from pipeline.train.trainer import Runtime, Trainer
 
@@ -79,9 +80,14 @@ def options(plan: StagePlan, tp: TrainParams, mp: ModelParams, background, finge
     return opts
 
 
-def write_skipped(out: Path, plan: StagePlan) -> None:
+def write_skipped(out: Path, snap_dir: Path, live_dir: Path, plan: StagePlan) -> None:
+    """models/res<R>/skipped.json, and the same record in the two persist folders: DVC warns on every
+    run about a persist output that is an empty folder. Snapshots stay, to resume if R trains again."""
+    record = {"res": plan.res, "trained": False, "reason": plan.reason}
     with staging_dir(out) as stage:
-        write_json(stage / "skipped.json", {"res": plan.res, "trained": False, "reason": plan.reason})
+        write_json(stage / "skipped.json", record)
+    write_json(snap_dir / "skipped.json", record)
+    write_skipped_log(live_dir, record)
     log.info("train@%d: skipped (%s)", plan.res, plan.reason)
 
 
@@ -100,8 +106,9 @@ def run(res: int, tp: TrainParams, mp: ModelParams, background=(255, 255, 255),
     for tmp in snap_dir.glob(".snapshot-*.tmp"):  # a write that a kill cut short: never renamed, never used
         tmp.unlink(missing_ok=True)
     if not plan.train:
-        write_skipped(out, plan)
+        write_skipped(out, snap_dir, live_dir, plan)
         return {"trained": False, "reason": plan.reason}
+    (snap_dir / "skipped.json").unlink(missing_ok=True)
     rt = runtime(tp)
     folder = data / ("fullbody" if tp.dataset == "fullbody" else "faces")
     fingerprint = dataset_fingerprint(folder)
@@ -121,12 +128,16 @@ def run(res: int, tp: TrainParams, mp: ModelParams, background=(255, 255, 255),
         except checkpoint.BadCheckpoint as e:
             raise UserError(f"{e}; re-run train@{plan.grow_from} (dvc repro -f -s train@{plan.grow_from})")
     total = int(round(plan.total_kimg * 1000))
-    if state is not None and trainer.images >= total:
-        log.info("train@%d: that snapshot holds the finished training; writing its outputs without training", res)
     source = ImageSource(pack(folder, res, tp.fit, background), rt.device)
-    log.info("train@%d: %s, %d real image(s), %.2f+%.2f kimg, batch %d, lr %g, %s on %s%s", res, plan.reason,
-             len(source), plan.fade_kimg, plan.stable_kimg, plan.batch, plan.lr, mp.arch, rt.device,
-             f" x{rt.world}" if rt.world > 1 else "")
+    # One line on how the stage starts; after "resuming from <snapshot>" it must not claim a fresh start.
+    if state is not None and trainer.images >= total:
+        log.info("train@%d: that snapshot holds the finished training; writing its outputs without training "
+                 "(to train again, delete %s)", res, snap_dir)
+    else:
+        how = plan.reason if state is None else f"resuming at {trainer.images} of {total} images"
+        log.info("train@%d: %s, %d real image(s), %.2f+%.2f kimg, batch %d, lr %g, %s on %s%s", res, how,
+                 len(source), plan.fade_kimg, plan.stable_kimg, plan.batch, plan.lr, mp.arch, rt.device,
+                 f" x{rt.world}" if rt.world > 1 else "")
     live = LossLog(live_dir, resume_step=trainer.step_index if state is not None else None,
                    enabled=rt.rank == 0)
     try:
@@ -160,6 +171,7 @@ def run(res: int, tp: TrainParams, mp: ModelParams, background=(255, 255, 255),
         write_json(stage / "options.json", opts)
         write_json(stage / "stats.json", stats)
         save_image(stage / "samples.png", upscale(grid(to_uint8(samples(trainer.G_ema, res, rt.device)), 4, 4)))
+        curves.write(live_dir, stage / "curves.png", f"train@{res}: {plan.reason}")
     checkpoint.prune_snapshots(snap_dir, key, keep=1)   # only the finished state, for a re-run after a kill
     log.info("train@%d: %d images in %.1f s (%.1f img/s); wrote %s", res, trainer.images,
              trainer.train_seconds, stats["img_per_s"], out)

@@ -35,7 +35,7 @@ def test_repro_fills_eval(repo):
     assert all(k in metrics for k in METRICS) and "fid" not in metrics
     assert metrics["swd_images"] == 22 and metrics["res"] == 16            # the sample's 22 full-body images
     assert sorted(p.name for p in (repo / "eval/grids").iterdir()) == [
-        "res16.png", "res8.png", "style_mixing.png", "truncation.png", "uncurated.png"]
+        "reals.png", "res16.png", "res8.png", "style_mixing.png", "truncation.png", "uncurated.png"]
     assert "up to date" in dvc(repo, "status").stdout
     # the stage's command alone does what dvc ran: same metrics, byte for byte
     before = (repo / "eval/metrics.json").read_bytes()
@@ -84,7 +84,7 @@ def test_experiment_then_compare_two_runs(repo, tmp_path):
     out = tmp_path / "plots"
     dvc(repo, "plots", "diff", "HEAD", "-o", str(out))
     html = (out / "index.html").read_text()
-    for name in ("uncurated.png", "style_mixing.png", "truncation.png", "res16.png"):
+    for name in ("uncurated.png", "style_mixing.png", "truncation.png", "res16.png", "reals.png"):
         assert html.count(name) >= 2, name          # a baseline image and a workspace image
     assert "res8.png" in html                     # only the progressive baseline grew through 8
     assert not (repo / "eval/grids/res8.png").exists()

@@ -1,8 +1,11 @@
 """Real `dvc repro` through training in a temporary git repo: the chain, an experiment, a kill and resume."""
+import json
+import re
 import subprocess
 
 import pytest
 import torch
+from PIL import Image
 
 from pipeline.core.files import read_csv, write_csv
 from pipeline.train import checkpoint
@@ -19,14 +22,44 @@ TRAIN_STAGES = [f"train@{r}" for r in (8, 16, 32, 64, 128, 256)]
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory):
+def first_run(tmp_path_factory):
+    """The repo after its first `dvc repro`, and everything that run printed."""
     root = make_repo(tmp_path_factory.mktemp("repo"), TINY)
     r = dvc(root, "repro")
     assert ran_stages(r.stdout)[:4] == ["unpack", "flatten", "faces", "review"]
     assert set(TRAIN_STAGES) <= set(ran_stages(r.stdout))
     subprocess.run(["git", "add", "-A"], cwd=root, check=True)
     subprocess.run(["git", "commit", "-qm", "trained"], cwd=root, check=True)
-    return root
+    return root, r.stdout + r.stderr
+
+
+@pytest.fixture(scope="module")
+def repo(first_run):
+    return first_run[0]
+
+
+def test_a_first_run_says_what_it_does_and_nothing_else(first_run):
+    _, out = first_run
+    assert "is empty." not in out, out[-3000:]        # skipped stages leave their record in each persist folder
+    assert "train@8: from scratch (first resolution)" in out and "resuming" not in out
+    assert "train@16: grows from 8" in out and "train@32: skipped (above train.final_res)" in out
+    assert not re.search(r"0x[0-9a-f]{6,}|\{'|ignored 0 ", out), out[-3000:]
+
+
+PLOT_KINDS = ("losses", "scores", "augment", "speed")
+
+
+def test_curves_are_dvc_plots_and_pictures(repo):
+    shown = json.loads(dvc(repo, "plots", "show", "--json").stdout)
+    assert "errors" not in shown, shown.get("errors")      # every declared file exists, trained or not
+    for res in (8, 16, 32, 64, 128, 256):
+        for kind in PLOT_KINDS:
+            drawn = shown["data"][f"train@{res}-{kind}"]
+            assert bool(drawn) == (res <= 16), (res, kind)
+        curves = repo / f"models/res{res}/curves.png"
+        assert curves.exists() == (res <= 16)
+        assert (repo / f"logs/res{res}/skipped.json").exists() == (res > 16)
+    assert Image.open(repo / "models/res16/curves.png").size[0] >= 1000
 
 
 def test_chain_trains_8_and_16_and_skips_the_rest(repo):
@@ -105,6 +138,7 @@ def test_killed_training_resumes_every_time(tmp_path):
     # The kill inside a write left only a temporary file: the next run resumed from the snapshot before.
     assert "resuming from" in outputs[2] and outputs[2].count("resuming from") == 1
     assert "000000000016.pt" in outputs[2], outputs[2][-2000:]
+    assert "train@8: resuming at 16 of 800 images" in outputs[2] and "from scratch" not in outputs[2]
     # After the kill at the very end, the finished state is still there ...
     finished = checkpoint.snapshots(snaps, _only_key(snaps))
     assert finished and checkpoint.load(finished[0])["images"] == 800     # 0.4 + 0.4 kimg at 8x8
@@ -114,6 +148,7 @@ def test_killed_training_resumes_every_time(tmp_path):
     # ... and the re-run restores it instead of training the stage again (a retrained stage would
     # have measured its own training time).
     assert "holds the finished training; writing its outputs without training" in log, log[-3000:]
+    assert "from scratch" not in log
     assert checkpoint.load(root / "models/res8/checkpoint.pt")["train_seconds"] == seconds
     state = checkpoint.load(root / "models/res8/checkpoint.pt")
     assert state["images"] == 800

@@ -71,10 +71,11 @@ def test_metrics_hold_the_interface_keys_and_the_whole_runs_figures(project, eva
 
 def test_grids_have_the_documented_sizes(project, evaluated):
     folder = project / "eval" / "grids"
-    assert sorted(p.name for p in folder.iterdir()) == ["res16.png", "res8.png", "style_mixing.png",
+    assert sorted(p.name for p in folder.iterdir()) == ["reals.png", "res16.png", "res8.png", "style_mixing.png",
                                                          "truncation.png", "uncurated.png"]
     cell = 64      # 8 px and 16 px images are enlarged to 64 px cells
     sizes = {"uncurated.png": (COLS, ROWS), "res8.png": (COLS, ROWS), "res16.png": (COLS, ROWS),
+             "reals.png": (COLS, ROWS),
              "style_mixing.png": (COLS + 1, ROWS + 1), "truncation.png": (len(sampling.TRUNCATION_PSIS), ROWS)}
     for name, (cols, rows) in sizes.items():
         assert Image.open(folder / name).size == (cols * cell, rows * cell), name
@@ -91,6 +92,16 @@ def test_grid_cells_are_the_seeds_images_enlarged(project, evaluated):
     assert np.array_equal(cells, want)
     assert np.array_equal(np.asarray(Image.open(project / "eval" / "grids" / "uncurated.png")),
                           np.asarray(Image.open(project / "eval" / "grids" / "res16.png")))
+
+
+def test_reals_grid_shows_the_reals_as_training_packed_them(project, evaluated):
+    """reals.png: ROWS*COLS of the reals at the final model's 16 px, letterboxed as training packed them,
+    each pixel 4x4 as in the fakes' grids; every cell one distinct real image."""
+    packed = evaluate.real_images(project / "data" / "dataset", "fullbody", 16, "letterbox", (255, 255, 255))
+    got = np.asarray(Image.open(project / "eval" / "grids" / "reals.png"))
+    cells = got[::4, ::4].reshape(ROWS, 16, COLS, 16, 3).transpose(0, 2, 1, 3, 4).reshape(ROWS * COLS, 16, 16, 3)
+    found = [next(i for i, real in enumerate(packed) if np.array_equal(real, cell)) for cell in cells]
+    assert found == sorted(set(found)) and len(found) == ROWS * COLS
 
 
 def test_style_mixing_with_one_seed_on_both_sides_reproduces_it(G16):
