@@ -3,7 +3,9 @@
 The built-in sample is too small to time (21 images), so it is copied `copies` times under different
 names into a temporary data/raw/: unpack then decodes every copy's bundles, and faces searches every
 flattened image. Both stages run exactly as `dvc repro` runs them (pipeline.extract.unpack.run,
-pipeline.extract.faces.run), worker start-up included; flatten runs once in between and is not timed.
+pipeline.extract.faces.run), worker start-up included, but without unpack's decode cache: the copies
+share their bytes, so with it every copy after the first would be read from the cache, not decoded.
+Flatten runs once in between and is not timed.
 """
 from __future__ import annotations
 
@@ -50,7 +52,7 @@ def bench_data(copies: int, workers: list[int], stages: list[str], sample: str |
         extracted = None
         for n in workers if "unpack" in stages else []:
             out = root / f"extracted-{n}"
-            counts, seconds = _timed(lambda: unpack.run(UnpackParams(workers=n), root / "raw", out))
+            counts, seconds = _timed(lambda: unpack.run(UnpackParams(workers=n), root / "raw", out, cache=None))
             result["unpack"][n] = _figures(counts["extracted"], seconds)
             echo(f"unpack, {n} worker(s): {counts['extracted']} images in {seconds:.2f} s = "
                  f"{result['unpack'][n]['img_per_s']} images/s")
@@ -58,7 +60,7 @@ def bench_data(copies: int, workers: list[int], stages: list[str], sample: str |
         if "faces" in stages:
             if extracted is None:
                 extracted = root / "extracted"
-                unpack.run(UnpackParams(workers=max(workers)), root / "raw", extracted)
+                unpack.run(UnpackParams(workers=max(workers)), root / "raw", extracted, cache=None)
             flat = root / "flat"
             flattened = flatten.run(FlattenParams(), extracted, flat)["flattened"]
             for n in workers:

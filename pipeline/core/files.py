@@ -19,8 +19,12 @@ from typing import Iterable, Iterator, Mapping, Sequence
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[io.IOBase]:
-    """Open a temporary file beside `path`; on success fsync it and rename it over `path`."""
+def atomic_write(path: str | os.PathLike, mode: str = "wb", durable: bool = True) -> Iterator[io.IOBase]:
+    """Open a temporary file beside `path`; on success fsync it and rename it over `path`.
+
+    durable=False skips the fsync, for files that carry their own checksum (a power cut may then leave
+    a damaged file, which its reader detects and drops; a kill still leaves the old one or the new one).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -28,7 +32,8 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[io.IOBas
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": ""})) as f:
             yield f
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; outputs are ordinary files
         os.replace(tmp, path)
     except BaseException:
