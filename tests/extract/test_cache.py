@@ -114,7 +114,7 @@ def test_renamed_and_moved_inputs_decode_nothing(warm, tmp_path):
     assert len(entries(warm)) == UNITS                  # all of them still used: nothing pruned
 
 
-def test_changing_the_filters_decodes_nothing(warm, tmp_path, cold_tree):
+def test_changing_the_filters_decodes_nothing(warm, tmp_path):
     everything = len(read_csv(warm / "data/extracted/index.csv"))
     for p in (UnpackParams(workers=2, max_pixels=4_000_000, min_size=130, exclude=["*_[0-2].png", "more/*"]),
               UnpackParams(workers=2, max_pixels=4_000_000, include=["*/ui/*", "units/*"])):
