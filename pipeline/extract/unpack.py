@@ -69,7 +69,7 @@ class _Chooser:
     def stage_png(self, png: bytes) -> Path:
         path = self.incoming / f"{self.staged}.png"
         self.staged += 1
-        write_bytes(path, png)
+        write_bytes(path, png, durable=False)            # staging_dir syncs the whole folder once
         return path
 
     def take(self, unit: UnityUnit | ImageUnit, arts: list[dict], skips: list[tuple[str, str, str]]) -> None:
