@@ -43,8 +43,18 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", durable: bool = True
         raise
 
 
-def write_bytes(path: str | os.PathLike, data: bytes, durable: bool = True) -> None:
-    with atomic_write(path, "wb", durable) as f:
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_write(path, "wb") as f:
+        f.write(data)
+
+
+def write_staged(path: str | os.PathLike, data: bytes) -> None:
+    """Write a file inside a `staging_dir` folder in place: the folder is what is atomic (discarded whole
+    when a run dies, synced once before it is swapped in), and a temporary name and an fsync for each of
+    thousands of small files would cost more than the work that made them."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
         f.write(data)
 
 
@@ -94,7 +104,7 @@ def staging_dir(out: str | os.PathLike) -> Iterator[Path]:
 
     An interrupted run leaves `<out>` as it was (DVC has usually removed it already) and a
     `.partial` folder that the next run clears, so every run starts clean. Everything in the folder
-    reaches the disk before the swap, so files written into it may skip their own fsync (durable=False).
+    reaches the disk before the swap, so files written into it may go in place (`write_staged`).
     """
     out = Path(out)
     partial = out.with_name(out.name + ".partial")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.core.errors import UserError
-from pipeline.core.files import safe_name, safe_relpath, staging_dir, unique_path, write_bytes, write_csv
+from pipeline.core.files import safe_name, safe_relpath, staging_dir, unique_path, write_csv, write_staged
 from pipeline.core.params import UnpackParams
 from pipeline.extract.archives import ImageUnit, Skip, UnityUnit, Walker, clean_raw_dir, source_parts
 from pipeline.extract.cache import CACHE_DIR, DecodeCache, unit_key
@@ -69,7 +69,7 @@ class _Chooser:
     def stage_png(self, png: bytes) -> Path:
         path = self.incoming / f"{self.staged}.png"
         self.staged += 1
-        write_bytes(path, png, durable=False)            # staging_dir syncs the whole folder once
+        write_staged(path, png)
         return path
 
     def take(self, unit: UnityUnit | ImageUnit, arts: list[dict], skips: list[tuple[str, str, str]]) -> None:
