@@ -50,11 +50,11 @@ def _too_small(w: int, h: int, p: UnpackParams) -> str | None:
 class _Pending:
     """A unit out at the workers: what came back so far, and how many of its tasks are still out."""
     unit: UnityUnit | ImageUnit
-    key: str | None                 # its cache key; None without a cache
-    tasks: int = 1
-    arts: list[dict] = field(default_factory=list)           # each with "path": its PNG in .incoming
-    skips: list[tuple[str, str, str]] = field(default_factory=list)
-    lost: bool = False              # a worker failure cost a piece: this is not the unit's result, don't cache it
+    key: str | None                                                  # its cache key; None without a cache
+    tasks: int = 1                                                   # its tasks not answered yet
+    arts: list[dict] = field(default_factory=list)                   # each with "path": its staged PNG
+    skips: list[tuple[str, str, str]] = field(default_factory=list)  # (asset, filter name, reason)
+    lost: bool = False              # a worker failure cost a piece: not the unit's own result, so never cached
 
 
 class _Chooser:
