@@ -1,4 +1,4 @@
-"""The command line of the benchmarks: `python -m pipeline.bench train|quality|data ...`."""
+"""The command line of the benchmarks: `python -m pipeline.bench train|quality|data|cache ...`."""
 from __future__ import annotations
 
 import json
@@ -12,8 +12,8 @@ from pipeline.core.errors import UserError
 
 @click.group()
 def main():
-    """Benchmarks: `train` (speed of the training step), `quality` (what G learns from real images)
-    and `data` (speed of the unpack and faces stages)."""
+    """Benchmarks: `train` (speed of the training step), `quality` (what G learns from real images),
+    `data` (speed of the unpack and faces stages) and `cache` (unpack cold against warm)."""
 
 
 @main.command()
@@ -131,3 +131,18 @@ def data(copies, workers, stages, sample):
         raise click.ClickException(str(e))
     click.echo(json.dumps(result))
 
+
+
+@main.command()
+@click.option("--raw", type=click.Path(exists=True, file_okay=False), default="data/raw", show_default=True,
+              help="a folder of inputs, as data/raw/ holds them")
+@click.option("--workers", type=click.IntRange(0), default=0, show_default=True, help="0 = all cores")
+def cache(raw, workers):
+    """Seconds of unpack with an empty decode cache, then after adding one image; the last line is JSON."""
+    from pipeline.bench.data import bench_cache
+
+    try:
+        result = bench_cache(Path(raw), workers, echo=click.echo)
+    except UserError as e:
+        raise click.ClickException(str(e))
+    click.echo(json.dumps(result))

@@ -1,9 +1,12 @@
-"""Throughput of the data stages with 1, 2, ... worker processes (`python -m pipeline.bench data`).
+"""Throughput of the data stages with 1, 2, ... worker processes (`python -m pipeline.bench data`), and
+what unpack's decode cache saves (`python -m pipeline.bench cache`).
 
 The built-in sample is too small to time (21 images), so it is copied `copies` times under different
 names into a temporary data/raw/: unpack then decodes every copy's bundles, and faces searches every
 flattened image. Both stages run exactly as `dvc repro` runs them (pipeline.extract.unpack.run,
-pipeline.extract.faces.run), worker start-up included; flatten runs once in between and is not timed.
+pipeline.extract.faces.run), worker start-up included, but without unpack's decode cache: the copies
+share their bytes, so with it every copy after the first would be read from the cache, not decoded.
+Flatten runs once in between and is not timed.
 """
 from __future__ import annotations
 
@@ -50,7 +53,7 @@ def bench_data(copies: int, workers: list[int], stages: list[str], sample: str |
         extracted = None
         for n in workers if "unpack" in stages else []:
             out = root / f"extracted-{n}"
-            counts, seconds = _timed(lambda: unpack.run(UnpackParams(workers=n), root / "raw", out))
+            counts, seconds = _timed(lambda: unpack.run(UnpackParams(workers=n), root / "raw", out, cache=None))
             result["unpack"][n] = _figures(counts["extracted"], seconds)
             echo(f"unpack, {n} worker(s): {counts['extracted']} images in {seconds:.2f} s = "
                  f"{result['unpack'][n]['img_per_s']} images/s")
@@ -58,7 +61,7 @@ def bench_data(copies: int, workers: list[int], stages: list[str], sample: str |
         if "faces" in stages:
             if extracted is None:
                 extracted = root / "extracted"
-                unpack.run(UnpackParams(workers=max(workers)), root / "raw", extracted)
+                unpack.run(UnpackParams(workers=max(workers)), root / "raw", extracted, cache=None)
             flat = root / "flat"
             flattened = flatten.run(FlattenParams(), extracted, flat)["flattened"]
             for n in workers:
@@ -73,6 +76,42 @@ def bench_data(copies: int, workers: list[int], stages: list[str], sample: str |
             base = runs[min(runs)]["img_per_s"]
             for n, r in runs.items():
                 r["speedup"] = round(r["img_per_s"] / base, 2)
+    result["load_avg_after"] = round(os.getloadavg()[0], 2)
+    return result
+
+
+def bench_cache(raw: Path, workers: int = 0, echo=print) -> dict:
+    """Seconds of a cold unpack of `raw` (empty cache) and of the warm run after one new image is added.
+
+    The inputs are hard-linked (or copied) into a temporary data/raw/. Each run writes a folder of its own
+    and the disk is synced before each, so neither pays for the other's files.
+    """
+    from PIL import Image
+
+    result = {"cpus": os.cpu_count(), "workers": workers, "load_avg_before": round(os.getloadavg()[0], 2)}
+    with tempfile.TemporaryDirectory(prefix="bench-cache-") as tmp:
+        root = Path(tmp)
+        files = sorted(p for p in Path(raw).rglob("*") if p.is_file() and not p.name.startswith("."))
+        for p in files:
+            dest = root / "raw" / p.relative_to(raw)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(p, dest)
+            except OSError:
+                shutil.copyfile(p, dest)
+        echo(f"{len(files)} input file(s) from {raw} in {root / 'raw'}; load average {result['load_avg_before']}")
+        p = UnpackParams(workers=workers)
+        for run in ("cold", "warm"):
+            if run == "warm":       # a colour no input has: a new unit, not one the cache holds
+                Image.new("RGB", (97, 131), (3, 141, 59)).save(root / "raw" / "bench-new-image.png")
+            os.sync()
+            counts, seconds = _timed(lambda: unpack.run(p, root / "raw", root / f"extracted-{run}", root / "cache"))
+            result[run] = {"seconds": round(seconds, 2), "images": counts["extracted"],
+                           "decoded": counts["decoded"], "reused": counts["reused"]}
+            echo(f"unpack {run}: decoded {counts['decoded']}, reused {counts['reused']} from the cache, "
+                 f"{counts['extracted']} images in {seconds:.2f} s")
+        result["cache_mb"] = round(sum(f.stat().st_size for f in (root / "cache").rglob("*") if f.is_file()) / 1e6, 1)
+    result["speedup"] = round(result["cold"]["seconds"] / max(result["warm"]["seconds"], 1e-9), 1)
     result["load_avg_after"] = round(os.getloadavg()[0], 2)
     return result
 

@@ -8,7 +8,8 @@ kills exactly this stage, at exactly this moment, and nothing else on the machin
 
 Points: `snapshot_written` (a training snapshot is complete on disk), `checkpoint_write` (inside a
 checkpoint write: the temporary file written, not yet renamed into place), `mid_step` (between the D
-and the G update of a training step), `outputs_written` (a stage wrote all its outputs, before it exits).
+and the G update of a training step), `outputs_written` (a stage wrote all its outputs, before it exits),
+`unit_cached` (unpack stored one unit's decoded art in its cache).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from pathlib import Path
 
 ENV = "PIPELINE_KILL_AT"
 DIR_ENV = "PIPELINE_KILL_DIR"
-POINTS = ("snapshot_written", "checkpoint_write", "mid_step", "outputs_written")
+POINTS = ("snapshot_written", "checkpoint_write", "mid_step", "outputs_written", "unit_cached")
 
 _seen: dict[str, int] = {}
 

@@ -1,144 +1,96 @@
 """Stage `unpack`: data/raw/ -> data/extracted/ (RGBA PNGs, index.csv, skipped.csv).
 
-The parent walks the inputs (pipeline.extract.archives) and hands each Unity file to a worker process, which
-plans the art (pipeline.extract.unity), decodes it and returns PNG bytes. A unit is first tried whole, in
-batches of `BATCH` pieces; when a worker crashes or hangs on a batch, each piece of that batch is
-retried alone, so a native decoder crash costs one texture, not the run.
+The parent walks the inputs (pipeline.extract.archives) and looks each unit up in the decode cache
+(pipeline.extract.cache); a unit not found there goes to a worker process (pipeline.extract.decode),
+which plans the art (pipeline.extract.unity), decodes it and returns PNG bytes. A unit is first tried
+whole, in batches of `BATCH` pieces; when a worker crashes or hangs on a batch, each piece of that batch
+is retried alone, so a native decoder crash costs one texture, not the run. Once all of a unit's pieces
+are back it is cached, and only then do the filters (`min_size`, `include`, `exclude`) choose among its
+art, so that changing them decodes nothing.
 """
 from __future__ import annotations
 
 import fnmatch
-import io
 import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.core.errors import UserError
-from pipeline.core.files import safe_name, safe_relpath, staging_dir, unique_path, write_bytes, write_csv
+from pipeline.core.files import safe_name, safe_relpath, staging_dir, unique_path, write_csv, write_staged
 from pipeline.core.params import UnpackParams
 from pipeline.core.wording import counted, skipped, stable_skips
 from pipeline.extract.archives import ImageUnit, Skip, UnityUnit, Walker, clean_raw_dir, source_parts
+from pipeline.extract.cache import CACHE_DIR, DecodeCache, unit_key
+from pipeline.extract.decode import BATCH, Task, process
 from pipeline.extract.workers import WorkerPool
 
 log = logging.getLogger("unpack")
 
 INDEX_COLUMNS = ["path", "source", "asset", "container", "width", "height", "alpha", "kind", "format"]
 SKIP_COLUMNS = ["source", "asset", "reason"]
-BATCH = 16                          # pieces of art decoded per task
+
+
+def _filtered(name: str, p: UnpackParams) -> str | None:
+    low = name.lower()
+    if p.include and not any(fnmatch.fnmatch(low, pat.lower()) for pat in p.include):
+        return "not matched by unpack.include"
+    for pat in p.exclude:
+        if fnmatch.fnmatch(low, pat.lower()):
+            return f"matched unpack.exclude {pat!r}"
+    return None
+
+
+def _too_small(w: int, h: int, p: UnpackParams) -> str | None:
+    if min(w, h) < p.min_size:
+        return f"{w}x{h} is smaller than unpack.min_size {p.min_size}"
+    return None
 
 
 @dataclass
-class Task:
+class _Pending:
+    """A unit out at the workers: what came back so far, and how many of its tasks are still out."""
     unit: UnityUnit | ImageUnit
-    options: dict                   # min_size, include, exclude, max_pixels
-    keys: list[str] | None = None   # None: plan the unit and build its first batch
-    plan_only: bool = False         # after a crash: list the keys, decode nothing
-    rest: list[str] = field(default_factory=list)
+    key: str | None                                                  # its cache key; None without a cache
+    tasks: int = 1                                                   # its tasks not answered yet
+    arts: list[dict] = field(default_factory=list)                   # each with "path": its staged PNG
+    skips: list[tuple[str, str, str]] = field(default_factory=list)  # (asset, filter name, reason)
+    lost: bool = False              # a worker failure cost a piece: not the unit's own result, so never cached
 
 
-def _png(img) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()
+class _Chooser:
+    """Applies the filters to a unit's decoded art and collects the rows and skips of the index."""
 
+    def __init__(self, p: UnpackParams, incoming: Path):
+        self.p, self.incoming = p, incoming
+        self.rows: list[dict] = []
+        self.skips: list[Skip] = []
+        self.staged = 0                 # PNGs written to .incoming so far: the next one's name
 
-def _filtered(name: str, opts: dict) -> str | None:
-    low = name.lower()
-    if opts["include"] and not any(fnmatch.fnmatch(low, p.lower()) for p in opts["include"]):
-        return "not matched by unpack.include"
-    for p in opts["exclude"]:
-        if fnmatch.fnmatch(low, p.lower()):
-            return f"matched unpack.exclude {p!r}"
-    return None
+    def stage_png(self, png: bytes) -> Path:
+        path = self.incoming / f"{self.staged}.png"
+        self.staged += 1
+        write_staged(path, png)
+        return path
 
-
-def _too_small(w: int, h: int, opts: dict) -> str | None:
-    if min(w, h) < opts["min_size"]:
-        return f"{w}x{h} is smaller than unpack.min_size {opts['min_size']}"
-    return None
-
-
-def _image_unit(task: Task) -> dict:
-    from pipeline.extract.images import open_image, to_rgba
-
-    opts = task.options
-    reason = _filtered(task.unit.source, opts)
-    if reason:
-        return {"arts": [], "skips": [("", reason)], "rest": []}
-    try:
-        im = open_image(task.unit.data, opts["max_pixels"])
-    except ValueError as e:
-        return {"arts": [], "skips": [("", str(e))], "rest": []}
-    reason = _too_small(*im.size, opts)
-    if reason:
-        return {"arts": [], "skips": [("", reason)], "rest": []}
-    has_alpha = im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info
-    rgba = to_rgba(im)
-    alpha = "texture" if has_alpha and rgba.getchannel("A").getextrema() != (255, 255) else "none"
-    name = Path(task.unit.source).stem
-    return {"arts": [dict(key="image", kind="image", asset=name, container="", alpha=alpha,
-                          width=rgba.width, height=rgba.height, format=im.format or "", png=_png(rgba))],
-            "skips": [], "rest": []}
-
-
-def _build_one(plan, opts: dict) -> tuple[dict | None, str]:
-    """Decode one planned piece of art, checking the cheap filters before any pixel is decoded."""
-    from pipeline.extract import unity
-
-    reason = _filtered(plan.container or plan.asset, opts)
-    if reason:
-        return None, reason
-    try:
-        w, h = unity.texture_size(plan.texture)
-        if w * h > opts["max_pixels"]:
-            return None, f"texture {w}x{h} is over unpack.max_pixels"
-        if plan.kind in ("sprite", "atlas_sprite"):
-            rect = plan.render_data.textureRect
-            w, h = round(rect.width), round(rect.height)
-        if plan.kind != "mesh" and _too_small(w, h, opts):
-            return None, _too_small(w, h, opts)
-        img, alpha = unity.build_art(plan)
-    except Exception as e:  # one bad texture is a skipped row, never the end of the unit
-        msg = str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
-        return None, " ".join(msg.split())[:200]
-    reason = _too_small(img.width, img.height, opts)
-    if reason:
-        return None, reason
-    return dict(key=plan.key, kind=plan.kind, asset=plan.asset, container=plan.container, alpha=alpha,
-                width=img.width, height=img.height, format=unity.texture_format(plan.texture),
-                png=_png(img)), ""
-
-
-def process(task: Task) -> dict:
-    """Worker body: one task -> {"arts": [...], "skips": [(asset, reason)], "rest": [keys]}."""
-    if isinstance(task.unit, ImageUnit):
-        return _image_unit(task)
-    from pipeline.extract import unity
-
-    opts = task.options
-    try:
-        env = unity.load_environment(task.unit.files)
-    except Exception as e:
-        return {"arts": [], "skips": [("", f"unreadable Unity file, encrypted or unknown format "
-                                           f"({type(e).__name__}: {' '.join(str(e).split())[:150]})")],
-                "rest": []}
-    plans, skips = unity.plan_art(env)
-    if task.plan_only:
-        return {"arts": [], "skips": skips, "rest": [p.key for p in plans]}
-    if task.keys is None:
-        todo, rest = plans[:BATCH], [p.key for p in plans[BATCH:]]
-    else:
-        wanted = set(task.keys)
-        todo, rest, skips = [p for p in plans if p.key in wanted], [], []
-    arts = []
-    for plan in todo:
-        art, reason = _build_one(plan, opts)
-        if art:
-            arts.append(art)
-        else:
-            skips.append((plan.asset, reason))
-    return {"arts": arts, "skips": skips, "rest": rest}
+    def take(self, unit: UnityUnit | ImageUnit, arts: list[dict], skips: list[tuple[str, str, str]]) -> None:
+        """Keep the art the filters let through. An art carries "path" (already staged) or "png"."""
+        source, image = unit.source, isinstance(unit, ImageUnit)
+        whole = _filtered(source, self.p) if image else None       # a loose image is matched by its path
+        for art in arts:
+            if image:
+                art["asset"] = Path(source).stem
+            reason = (whole or (None if image else _filtered(art["container"] or art["asset"], self.p))
+                      or _too_small(art["width"], art["height"], self.p))
+            if reason:
+                self.skips.append(Skip(source, "" if image else art["asset"], reason))
+                if "path" in art:
+                    art["path"].unlink()
+                continue
+            path = art.pop("path") if "path" in art else self.stage_png(art.pop("png"))
+            self.rows.append({**art, "path": path, "source": source})
+        for asset, match, reason in skips:
+            self.skips.append(Skip(source, asset, whole or (match and _filtered(match, self.p)) or reason))
 
 
 def _name_outputs(rows: list[dict], stage: Path) -> None:
@@ -160,45 +112,71 @@ def _name_outputs(rows: list[dict], stage: Path) -> None:
     rows.sort(key=lambda r: r["path"])
 
 
-def run(p: UnpackParams, raw: Path = Path("data/raw"), out: Path = Path("data/extracted")) -> dict:
-    """Extract everything under `raw` into `out`. Returns counts for the log and the tests."""
+def run(p: UnpackParams, raw: Path = Path("data/raw"), out: Path = Path("data/extracted"),
+        cache: Path | None = CACHE_DIR) -> dict:
+    """Extract everything under `raw` into `out`, decoding only the units `cache` (None: no cache) does
+    not hold. Returns counts for the log and the tests."""
     clean_raw_dir(raw)
     start = time.perf_counter()
-    opts = dict(min_size=p.min_size, include=p.include, exclude=p.exclude, max_pixels=p.max_pixels)
+    store = DecodeCache(cache) if cache is not None else None
     walker = Walker(raw)
-    feed = (Task(u, opts) for u in walker.units())
-    rows, skips = [], []
+    pending: dict[int, _Pending] = {}
+    counts = {"decoded": 0, "reused": 0}
     pool = WorkerPool(process, p.workers, memory_mb=p.worker_memory_mb, desc="unpack", unit="file")
 
     def timeout(task: Task) -> float:
         n = 1 if task.plan_only else len(task.keys) if task.keys is not None else BATCH
         return p.decode_timeout * (n + 1)
 
+    def feed(chooser: _Chooser):
+        for uid, unit in enumerate(walker.units()):
+            key = unit_key(unit, p.max_pixels) if store else None
+            entry = store.load(key, unit.source) if store else None
+            if entry is not None:
+                counts["reused"] += 1
+                chooser.take(unit, entry.arts, entry.skips)
+                pool.bar.update(1)
+                pool.bar.set_postfix_str(f"{counts['reused']} from the cache", refresh=False)
+                continue
+            counts["decoded"] += 1
+            pending[uid] = _Pending(unit, key)
+            yield Task(unit, uid, p.max_pixels)
+
+    def submit(task: Task) -> None:
+        pending[task.uid].tasks += 1
+        pool.submit(task, timeout=timeout(task))
+
     with staging_dir(out) as stage:
-        for task, outcome in pool.run(feed, timeout):
-            source = task.unit.source
+        chooser = _Chooser(p, stage / ".incoming")
+        for task, outcome in pool.run(feed(chooser), timeout):
+            unit = pending[task.uid]
+            unit.tasks -= 1
             if not outcome.ok:
                 if isinstance(task.unit, UnityUnit) and task.keys is None and not task.plan_only:
-                    log.warning("%s: %s; retrying its pieces one by one", source, outcome.error)
-                    pool.submit(Task(task.unit, opts, plan_only=True), timeout=p.decode_timeout * 2)
+                    log.warning("%s: %s; retrying its pieces one by one", task.unit.source, outcome.error)
+                    submit(Task(task.unit, task.uid, p.max_pixels, plan_only=True))
                 elif task.keys is not None and len(task.keys) > 1:
                     for key in task.keys:
-                        pool.submit(Task(task.unit, opts, keys=[key]), timeout=p.decode_timeout * 2)
+                        submit(Task(task.unit, task.uid, p.max_pixels, keys=[key]))
                 else:
-                    skips.append(Skip(source, ",".join(task.keys or []), outcome.error))
-                continue
-            result = outcome.value
-            skips += [Skip(source, asset, reason) for asset, reason in result["skips"]]
-            for i in range(0, len(result["rest"]), BATCH):
-                keys = result["rest"][i:i + BATCH]
-                pool.submit(Task(task.unit, opts, keys=keys), timeout=p.decode_timeout * (len(keys) + 1))
-            for art in result["arts"]:
-                tmp = stage / ".incoming" / f"{len(rows)}.png"
-                write_bytes(tmp, art.pop("png"))
-                rows.append({"path": tmp, "source": source, **art})
-        skips += walker.skips
+                    unit.skips.append((",".join(task.keys or []), "", outcome.error))
+                    unit.lost = True
+            else:
+                result = outcome.value
+                unit.skips += result.skips
+                for i in range(0, len(result.rest), BATCH):
+                    submit(Task(task.unit, task.uid, p.max_pixels, keys=result.rest[i:i + BATCH]))
+                for art in result.arts:
+                    art["path"] = chooser.stage_png(art.pop("png"))
+                    unit.arts.append(art)
+            if unit.tasks == 0:
+                del pending[task.uid]
+                if store is not None and not unit.lost:
+                    store.save(unit.key, unit.arts, unit.skips)
+                chooser.take(unit.unit, unit.arts, unit.skips)
+        rows, skips = chooser.rows, chooser.skips + walker.skips
         _name_outputs(rows, stage)
-        skips.sort(key=lambda s: (s.source, s.asset))
+        skips.sort(key=lambda s: (s.source, s.asset, s.reason))
         write_csv(stage / "index.csv", INDEX_COLUMNS, rows)
         write_csv(stage / "skipped.csv", SKIP_COLUMNS, stable_skips(vars(s) for s in skips))
     by_alpha = {}
@@ -208,9 +186,19 @@ def run(p: UnpackParams, raw: Path = Path("data/raw"), out: Path = Path("data/ex
         log.info("%s", walker.stats.summary())
     log.info("extracted %d image(s) (alpha: %s), %s in %.1f s", len(rows), counted(by_alpha),
              skipped(len(skips), f"{out}/skipped.csv"), time.perf_counter() - start)
+    counts["pruned"] = store.prune() if store is not None and rows else 0   # only a run that succeeds prunes
+    log.info("decoded %d input(s), reused %d from the cache%s", counts["decoded"], counts["reused"],
+             _cache_note(store, counts["pruned"]))
     if not rows:               # data/raw is not empty (clean_raw_dir): say what dropped everything
         raise UserError(nothing_extracted(skips, out))
-    return {"extracted": len(rows), "skipped": len(skips), "alpha": by_alpha}
+    return {"extracted": len(rows), "skipped": len(skips), "alpha": by_alpha, **counts}
+
+
+def _cache_note(store: DecodeCache | None, pruned: int) -> str:
+    if store is None:
+        return " (no cache)"
+    entries, size = store.size()
+    return f" ({store.folder}/: {entries} entries, {size / 1e6:.1f} MB; {pruned} unused pruned)"
 
 
 def nothing_extracted(skips: list[Skip], out: Path) -> str:

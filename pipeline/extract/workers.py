@@ -107,7 +107,8 @@ def _death_reason(proc) -> str:
 
 
 class WorkerPool:
-    """Worker processes that run `fn(task)`; tasks come from a feed and from `submit` (follow-ups).
+    """Up to `workers` processes that run `fn(task)`, started as tasks arrive; tasks come from a feed and
+    from `submit` (follow-ups).
 
     `fn` must be a module-level function (it is pickled by reference). Results come back in completion
     order; sort them yourself where order matters.
@@ -129,26 +130,31 @@ class WorkerPool:
             ) -> Iterator[tuple[Any, Outcome]]:
         """Yield (task, Outcome) for every task of `feed` and every follow-up submitted meanwhile."""
         feed = iter(feed)
-        self.pool = [_Worker(self.ctx, self.fn, self.memory_mb) for _ in range(self.n)]
+        self.pool = []               # started as tasks need them: a run with little to do starts few
         exhausted = False
         try:
             while True:
-                for w in self.pool:
-                    if w.task is not None:
-                        continue
+                while True:
+                    worker = next((w for w in self.pool if w.task is None), None)
+                    if worker is None and len(self.pool) >= self.n:
+                        break
                     if self.queue:
-                        w.task, w.timeout = self.queue.popleft()
+                        task, limit = self.queue.popleft()
                     elif not exhausted:
                         try:
-                            w.task = next(feed)
+                            task = next(feed)
                         except StopIteration:
                             exhausted = True
                             continue
-                        w.timeout = timeout(w.task)
+                        limit = timeout(task)
                     else:
-                        continue
-                    w.conn.send(w.task)
-                    w.started = time.monotonic()
+                        break
+                    if worker is None:
+                        worker = _Worker(self.ctx, self.fn, self.memory_mb)
+                        self.pool.append(worker)
+                    worker.task, worker.timeout = task, limit
+                    worker.conn.send(task)
+                    worker.started = time.monotonic()
                 busy = [w for w in self.pool if w.task is not None]
                 if not busy:
                     break

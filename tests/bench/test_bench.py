@@ -138,3 +138,16 @@ def test_data_bench_cli_times_unpack_and_faces():
         assert runs["1"]["speedup"] == 1.0 and runs["2"]["speedup"] > 0
     assert result["faces"]["1"]["faces"] == result["faces"]["2"]["faces"] > 0
     assert any("unpack, 2 worker(s)" in line for line in lines)
+
+
+def test_cache_bench_times_a_cold_and_a_warm_unpack(tmp_path):
+    from PIL import Image
+
+    for i in range(4):
+        (tmp_path / "sprites").mkdir(exist_ok=True)
+        Image.new("RGBA", (70 + i, 80), (60 * i, 20, 200, 255)).save(tmp_path / "sprites" / f"s{i}.png")
+    lines, result = run_bench("cache", "--raw", str(tmp_path), "--workers", "1")
+    assert (result["cold"]["decoded"], result["cold"]["reused"], result["cold"]["images"]) == (4, 0, 4)
+    assert (result["warm"]["decoded"], result["warm"]["reused"], result["warm"]["images"]) == (1, 4, 5)
+    assert result["cold"]["seconds"] > 0 and result["warm"]["seconds"] > 0 and result["cache_mb"] >= 0
+    assert any(line.startswith("unpack warm: decoded 1, reused 4") for line in lines)
