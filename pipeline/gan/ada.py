@@ -37,6 +37,10 @@ SATURATION_STD = 1.0      # saturation: x 2^N(0, 1) away from the luma axis
 GEOMETRIC = ("xflip", "rotate90", "xint", "scale", "rotate", "aniso", "xfrac")
 COLOUR = ("brightness", "contrast", "lumaflip", "hue", "saturation")
 OPS = GEOMETRIC + COLOUR
+# The value of each op's parameter that leaves an image as it is ("rotate_post": the second rotation).
+IDENTITY = {"xflip": 0.0, "rotate90": 0.0, "xint": 0.0, "scale": 1.0, "rotate": 0.0, "aniso": 1.0,
+            "rotate_post": 0.0, "xfrac": 0.0, "brightness": 0.0, "contrast": 1.0, "lumaflip": 0.0, "hue": 0.0,
+            "saturation": 1.0}
 LUMA = torch.tensor([1.0, 1.0, 1.0, 0.0]) / math.sqrt(3)   # the grey axis in homogeneous RGB
 
 
@@ -108,39 +112,38 @@ class AdaPipe:
         def randn(*shape):
             return torch.randn(n, *shape, generator=g, device=dev)
 
-        def gate(value, identity, prob):
-            """value where this image's coin (probability prob) says apply, else identity; every op draws
-            its coins whether or not it runs, so enabling one op does not change another's draws."""
+        def gate(name, value, prob):
+            """value where this image's coin (probability prob) says apply, else the op's identity; every
+            op draws its coins whether or not it runs, so enabling one op does not change another's draws."""
             on = rand() < prob
             if value.ndim > 1:
                 on = on.view(-1, 1)
-            return torch.where(on, value, identity)
+            if name.removesuffix("_post") not in self.ops:
+                on = torch.zeros_like(on)
+            params[name] = torch.where(on, value, IDENTITY[name])
 
         p = p if torch.is_tensor(p) else torch.tensor(float(p), device=dev)
         # the two rotations together must turn an image with probability p: 1 - (1 - p_rot)^2 = p
         p_rot = 1 - torch.sqrt((1 - p).clamp(min=0))
-        zero, one = torch.zeros(n, device=dev), torch.ones(n, device=dev)
+        one = torch.ones(n, device=dev)
         size = torch.tensor([width, height], device=dev, dtype=torch.float32)
-        params, enabled = {}, set(self.ops)
-        params["xflip"] = gate(torch.floor(rand() * 2), zero, p)
-        params["rotate90"] = gate(torch.floor(rand() * 4), zero, p)
-        params["xint"] = gate(torch.round((rand(2) * 2 - 1) * XINT_MAX * size), torch.zeros(n, 2, device=dev), p)
-        params["scale"] = gate(torch.exp2(randn() * SCALE_STD), one, p)
-        params["rotate"] = gate((rand() * 2 - 1) * math.pi * ROTATE_MAX, zero, p_rot)
-        params["aniso"] = gate(torch.exp2(randn() * ANISO_STD), one, p)
-        params["rotate_post"] = gate((rand() * 2 - 1) * math.pi * ROTATE_MAX, zero, p_rot)
-        params["xfrac"] = gate(randn(2) * XFRAC_STD * size, torch.zeros(n, 2, device=dev), p)
-        params["brightness"] = gate(randn() * BRIGHTNESS_STD, zero, p)
-        params["contrast"] = gate(torch.exp2(randn() * CONTRAST_STD), one, p)
-        params["lumaflip"] = gate(torch.floor(rand() * 2), zero, p)
-        params["hue"] = gate((rand() * 2 - 1) * math.pi * HUE_MAX, zero, p)
-        params["saturation"] = gate(torch.exp2(randn() * SATURATION_STD), one, p)
-        identity = {"xflip": zero, "rotate90": zero, "xint": torch.zeros(n, 2, device=dev), "scale": one,
-                    "rotate": zero, "rotate_post": zero, "aniso": one, "xfrac": torch.zeros(n, 2, device=dev),
-                    "brightness": zero, "contrast": one, "lumaflip": zero, "hue": zero, "saturation": one}
-        for name in list(params):
-            if name.removesuffix("_post") not in enabled:
-                params[name] = identity[name]
+        params = {}
+        gate("xflip", torch.floor(rand() * 2), p)
+        gate("rotate90", torch.floor(rand() * 4), p)
+        gate("xint", torch.round((rand(2) * 2 - 1) * XINT_MAX * size), p)
+        gate("scale", torch.exp2(randn() * SCALE_STD), p)
+        gate("rotate", (rand() * 2 - 1) * math.pi * ROTATE_MAX, p_rot)
+        gate("aniso", torch.exp2(randn() * ANISO_STD), p)
+        gate("rotate_post", (rand() * 2 - 1) * math.pi * ROTATE_MAX, p_rot)
+        gate("xfrac", randn(2) * XFRAC_STD * size, p)
+        gate("brightness", randn() * BRIGHTNESS_STD, p)
+        gate("contrast", torch.exp2(randn() * CONTRAST_STD), p)
+        gate("lumaflip", torch.floor(rand() * 2), p)
+        gate("hue", (rand() * 2 - 1) * math.pi * HUE_MAX, p)
+        gate("saturation", torch.exp2(randn() * SATURATION_STD), p)
+
+        def changed(names):
+            return torch.stack([(params[k] != IDENTITY[k]).reshape(n, -1).any(1) for k in names]).any(0)
 
         # Inverse geometry, op by op: content moved by T1 then T2 samples the input at T1^-1 T2^-1 (pixel).
         inv = torch.eye(3, device=dev).repeat(n, 1, 1)
@@ -152,9 +155,7 @@ class AdaPipe:
         inv = inv @ _scale(1 / params["aniso"], params["aniso"])
         inv = inv @ _rotate(-params["rotate_post"])
         inv = inv @ _translate(-params["xfrac"][:, 0], -params["xfrac"][:, 1])
-        moved = (params["xflip"] != 0) | (params["rotate90"] != 0) | (params["xint"] != 0).any(1) \
-            | (params["scale"] != 1) | (params["rotate"] != 0) | (params["aniso"] != 1) \
-            | (params["rotate_post"] != 0) | (params["xfrac"] != 0).any(1)
+        moved = changed(GEOMETRIC + ("rotate_post",))
 
         colour = torch.eye(4, device=dev).repeat(n, 1, 1)
         shift = torch.eye(4, device=dev).repeat(n, 1, 1)
@@ -165,8 +166,7 @@ class AdaPipe:
         colour = (torch.eye(4, device=dev) - 2 * torch.outer(v, v) * params["lumaflip"].view(-1, 1, 1)) @ colour
         colour = _colour_about_luma(theta=params["hue"], device=dev) @ colour
         colour = _colour_about_luma(scale=params["saturation"], device=dev) @ colour
-        recoloured = (params["brightness"] != 0) | (params["contrast"] != 1) | (params["lumaflip"] != 0) \
-            | (params["hue"] != 0) | (params["saturation"] != 1)
+        recoloured = changed(COLOUR)
         return Draw(params, inv, colour, moved, recoloured)
 
     def apply(self, x: torch.Tensor, d: Draw) -> torch.Tensor:
