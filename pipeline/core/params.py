@@ -141,6 +141,8 @@ class ModelParams:
     cbase: int = opt(16384, "channels at resolution r are min(cbase / r, cmax)", min=8)
     cmax: int = opt(512, "most channels in any layer", min=1)
     mapping_lr_mult: float = opt(0.01, "learning-rate multiplier of the mapping network", min=1e-6)
+    aspect: int = opt(1, "1 = square images; 2 = full-body shape, height = 2 x width (train@R: R tall, R/2 wide)",
+                      choices=(1, 2))
 
 
 @dataclass(frozen=True)
