@@ -17,6 +17,7 @@ from PIL import Image
 from pipeline.core import params
 from pipeline.core.errors import UserError
 from pipeline.core.files import write_bytes
+from pipeline.core.web import RequestError
 from pipeline.review.manifest import STATUSES, Decision, read_decisions, read_manifest, write_decisions
 
 try:
@@ -32,14 +33,6 @@ THUMBS = Path(".cache/review-thumbs")  # outside every DVC output, so `dvc repro
 IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
 THUMB_SIDE = 256
 MAX_NOTE = 1000
-
-
-class RequestError(Exception):
-    """A request the server refuses; the page shows `message` to the user."""
-
-    def __init__(self, code: int, message: str):
-        super().__init__(message)
-        self.code, self.message = code, message
 
 
 def _stamp(path: Path):
