@@ -11,7 +11,7 @@ from PIL import Image
 
 from pipeline.core import params
 from pipeline.core.errors import UserError
-from pipeline.evaluate import metrics, sampling
+from pipeline.evaluate import fid, sampling
 from pipeline.evaluate import stage as evaluate
 from pipeline.evaluate.artefacts import artefacts
 from pipeline.train.checkpoint import load_generator
@@ -155,7 +155,7 @@ def test_seed_images_do_not_depend_on_the_batch(G16):
 
 
 def test_fid_and_kid_with_a_feature_net(project, tmp_path):
-    net = metrics.make_tiny_feature_net(tmp_path / "feature_net.pt")
+    net = fid.make_tiny_feature_net(tmp_path / "feature_net.pt")
     ep = params.parse("eval", {**TINY_EVAL, "inception_weights": str(net)})
     result = evaluate.run(ep, "fullbody", "letterbox", models=project / "models",
                           data=project / "data" / "dataset", out=tmp_path / "eval")
