@@ -139,3 +139,51 @@ def test_bad_feature_net_file_is_a_one_line_user_error(tmp_path, content):
     message = str(info.value)
     assert "\n" not in message and str(path) in message
     assert ("is not a TorchScript file" in message) == (content is not None)
+
+
+# ----------------------------------------------------------------------------------------------
+# Tall (1:2) images: padded to square on the background before the feature net
+
+
+def test_pad_square_puts_a_tall_image_in_the_middle_on_the_background():
+    images = torch.arange(2 * 3 * 8 * 4, dtype=torch.uint8).reshape(2, 3, 8, 4)
+    out = fid.pad_square(images, (10, 20, 30))
+    assert out.shape == (2, 3, 8, 8) and out.dtype == torch.uint8
+    assert torch.equal(out[:, :, :, 2:6], images)                        # columns 2..5: the image
+    for side in (out[:, :, :, :2], out[:, :, :, 6:]):                    # two columns each side: background
+        assert torch.equal(side, torch.tensor([10, 20, 30], dtype=torch.uint8).view(1, 3, 1, 1).expand_as(side))
+    # float images stay float, numpy arrays are taken too, square ones come back unchanged
+    assert torch.equal(fid.pad_square(images.float(), (10, 20, 30)), out.float())
+    assert torch.equal(fid.pad_square(images.numpy(), (10, 20, 30)), out)
+    square = torch.zeros(1, 3, 5, 5, dtype=torch.uint8)
+    assert fid.pad_square(square, (10, 20, 30)) is square
+
+
+def test_pad_square_matches_the_training_letterbox():
+    """Where the image lands and the colour around it are those of pipeline.train.dataset's letterbox,
+    odd margins included (7 x 4: one column left, two right)."""
+    from PIL import Image
+
+    from pipeline.train.dataset import square
+
+    rng = np.random.default_rng(0)
+    for h, w in ((32, 16), (7, 4), (9, 2)):
+        img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        want = np.asarray(square(Image.fromarray(img), "letterbox", (250, 128, 0)))
+        got = fid.pad_square(torch.from_numpy(img).permute(2, 0, 1)[None], (250, 128, 0))[0].permute(1, 2, 0)
+        assert np.array_equal(got.numpy(), want), (h, w)
+
+
+def test_fid_of_tall_images_is_that_of_the_padded_squares(tmp_path):
+    net = fid.load_feature_net(fid.make_tiny_feature_net(tmp_path / "net.pt"))
+    tall = blob_images(120, 32, seed=3, width=16).transpose(0, 3, 1, 2)
+    reals, fakes = torch.from_numpy(tall[:60]), torch.from_numpy(tall[60:])
+    got = fid.fid_kid(net, reals, fakes, kid_subsets=5, kid_subset_size=50, background=(0, 0, 255))
+    padded = [fid.pad_square(x, (0, 0, 255)) for x in (reals, fakes)]
+    want = fid.fid_kid(net, *padded, kid_subsets=5, kid_subset_size=50)
+    assert got == want and got["fid"] > 0
+    # the background is part of the picture the net sees: another colour, other features
+    other = fid.extract_features(net, fid.pad_square(reals, (255, 255, 255)))
+    assert not np.allclose(other, fid.extract_features(net, padded[0]))
+    same = fid.fid_kid(net, reals, reals, kid_subsets=5, kid_subset_size=50)
+    assert same["fid"] == pytest.approx(0.0, abs=1e-6)

@@ -10,11 +10,12 @@ from pipeline.core.errors import UserError
 from pipeline.evaluate import metrics
 
 
-def blob_images(n: int, size: int, seed: int) -> np.ndarray:
-    """Structured test images, uint8 [n,size,size,3]: a colour gradient with 2-5 colour blobs, some
-    soft, some hard-edged (so every pyramid band has content, as in drawn art)."""
+def blob_images(n: int, size: int, seed: int, width: int | None = None) -> np.ndarray:
+    """Structured test images, uint8 [n,size,width,3] (width: size unless given): a colour gradient with
+    2-5 colour blobs, some soft, some hard-edged (so every pyramid band has content, as in drawn art).
+    Coordinates run in units of the height, so a tall set's blobs are round, not squashed."""
     rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size] / size
+    yy, xx = np.mgrid[0:size, 0:width or size] / size
     angle = rng.uniform(0, 2 * np.pi, (n, 1, 1))
     ramp = ((xx * np.cos(angle) + yy * np.sin(angle)) - (np.cos(angle) + np.sin(angle) - 1) / 2)[..., None]
     start, end = rng.uniform(0, 255, (2, n, 1, 1, 3))
@@ -158,6 +159,13 @@ def reconstruct(pyramid: list[torch.Tensor]) -> torch.Tensor:
         (32, 32, 16, [(32, 32), (16, 16)]),
         (66, 34, 8, [(66, 34), (33, 17), (17, 9)]),  # odd sizes round up and crop back
         (12, 12, 16, [(12, 12)]),  # smaller than min_res: one level, the image itself
+        # 1:2 images: down while the height is >= 16, i.e. the short side >= 8
+        (32, 16, 16, [(32, 16), (16, 8)]),
+        (64, 32, 16, [(64, 32), (32, 16), (16, 8)]),
+        (256, 128, 16, [(256, 128), (128, 64), (64, 32), (32, 16), (16, 8)]),
+        (16, 8, 16, [(16, 8)]),
+        (8, 4, 16, [(8, 4)]),  # one level, too small for 7x7 patches (too_small_reason)
+        (32, 16, 8, [(32, 16), (16, 8)]),  # a lower min_res still keeps the short side >= 8
     ],
 )
 def test_pyramid_sizes_and_reconstruction(height, width, min_res, sizes):
@@ -251,3 +259,85 @@ def test_swd_rejects_bad_inputs(pool):
         metrics.swd(pool[:4, :6, :6], pool[4:8, :6, :6])
     with pytest.raises(UserError, match=r"\[N,H,W,3\]"):
         metrics.swd(pool[:4].transpose(0, 3, 1, 2), pool[:4].transpose(0, 3, 1, 2))
+
+
+# ----------------------------------------------------------------------------------------------
+# Square figures pinned, and tall (1:2) images
+
+
+def test_square_swd_figures_are_those_of_before_tall_images():
+    """The values the square code gave before the pyramid learned 1:2 images (the same calls on the code
+    of commit cb1d99d): square levels, keys and figures do not move."""
+    a, b, c = blob_images(48, 32, seed=7), blob_images(16, 64, seed=8), blob_images(8, 8, seed=9)
+    cases = [
+        (metrics.swd(a[:24], a[24:], seed=3), {"32": 41.97587072849274, "16": 126.12630985677242}),
+        (metrics.swd(b[:8], b[8:], seed=5), {"64": 83.05290155112743, "32": 87.76976354420185,
+                                             "16": 253.52806597948074}),
+        (metrics.swd(c[:4], c[4:], seed=0), {"8": 588.8160616159439}),
+    ]
+    for got, levels in cases:
+        assert list(got["levels"]) == list(levels)
+        assert got["levels"] == pytest.approx(levels, rel=1e-6)
+        assert got["swd"] == pytest.approx(np.mean(list(levels.values())), rel=1e-6)
+
+
+@pytest.fixture(scope="module")
+def tall_pool() -> np.ndarray:
+    return blob_images(256, 32, seed=4, width=16)
+
+
+def test_tall_swd_steps_match_numpy_reference():
+    """The pyramid and the descriptors of 32 x 16 images against the numpy recipe: the columns' patch
+    centres run over the width, the rows' over the height."""
+    images = blob_images(3, 32, seed=5, width=16).transpose(0, 3, 1, 2).astype(np.float64)
+    pyramid = metrics.laplacian_pyramid(torch.from_numpy(images))
+    ref = np_pyramid(images, levels=2)
+    assert [tuple(level.shape[2:]) for level in pyramid] == [(32, 16), (16, 8)]
+    for level, want in zip(pyramid, ref):
+        np.testing.assert_allclose(level.numpy(), want, atol=1e-9)
+    for level, want in zip(pyramid, ref):
+        h, w = level.shape[2:]
+        gen, ref_gen = torch.Generator().manual_seed(2), torch.Generator().manual_seed(2)
+        desc = metrics.normalize_descriptors(metrics.patch_descriptors(level, 8, generator=gen))
+        ys = torch.randint(3, h - 3, (3 * 8,), generator=ref_gen).numpy()
+        xs = torch.randint(3, w - 3, (3 * 8,), generator=ref_gen).numpy()
+        np.testing.assert_allclose(desc.numpy(), np_descriptors(want, ys, xs, 8), atol=1e-9)
+
+
+def test_tall_swd_is_keyed_by_height_and_is_the_public_steps_chained(tall_pool):
+    reals, fakes, seed = tall_pool[:40], tall_pool[40:80], 6
+    per_set = []
+    for images in (reals, fakes):
+        pyramid = metrics.laplacian_pyramid(torch.from_numpy(images).permute(0, 3, 1, 2).float())
+        positions = torch.Generator().manual_seed(seed)
+        per_set.append([metrics.normalize_descriptors(metrics.patch_descriptors(level, generator=positions))
+                        for level in pyramid])
+    directions = torch.Generator().manual_seed(seed + 1)
+    want = {key: 1000 * metrics.sliced_wasserstein(a, b, generator=directions)
+            for key, a, b in zip(("32", "16"), *per_set)}
+    got = metrics.swd(reals, fakes, seed=seed)
+    assert list(got["levels"]) == ["32", "16"]          # heights, as the stages name a 32 x 16 model
+    assert got["levels"] == pytest.approx(want, rel=1e-9) and got["swd"] > 0
+    assert metrics.swd(reals, reals) == {"levels": {"32": 0.0, "16": 0.0}, "swd": 0.0}
+
+
+def test_tall_swd_grows_with_blur_and_noise(tall_pool):
+    reals, others = tall_pool[:128], tall_pool[128:256]
+    baseline = metrics.swd(reals, others)
+    for worse in (gaussian_blur(others, 1.0), add_noise(others, 12, seed=2)):
+        score = metrics.swd(reals, worse)
+        assert score["levels"]["32"] > 2 * baseline["levels"]["32"] and score["swd"] > baseline["swd"], (
+            baseline, score)
+
+
+def test_images_too_small_for_patches_say_so():
+    assert metrics.too_small_reason(8, 4) == ("images of 8x4 px are too small for 7x7 SWD patches at any "
+                                              "pyramid level")
+    assert metrics.too_small_reason(8, 8) is None and metrics.too_small_reason(16, 8) is None
+    tiny = blob_images(4, 8, seed=0, width=4)
+    with pytest.raises(UserError, match="8x4 px are too small"):
+        metrics.swd(tiny, tiny)
+    # 16 x 8: one level, the image itself (7x7 patches fit)
+    assert list(metrics.swd(blob_images(4, 16, seed=0, width=8), blob_images(4, 16, seed=1, width=8))["levels"]) == [
+        "16"]
+
