@@ -11,7 +11,7 @@ def body() -> None:
 
     train = params.load("train")
     run(params.load("eval"), train.dataset, train.fit, parse_colour(params.load("flatten").background),
-        final_res=train.final_res)
+        final_res=train.final_res, aspect=params.load("model").aspect)
 
 
 @click.command(help=__doc__)

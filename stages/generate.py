@@ -1,12 +1,14 @@
 """Draw characters from a trained model (not a DVC stage; run it when you like a model).
 
     python -m stages.generate --checkpoint models/res32 --seeds 0-7 --out out/
-        one PNG per seed (seed0000.png ...), at the model's resolution
+        one PNG per seed (seed0000.png ...), at the model's resolution and shape (a 32 px model
+        trained at model.aspect 2 writes PNGs 32 px tall and 16 wide; the checkpoint says which)
     ... --grid                              + grid.png of those seeds
     ... --mix-rows 10-13 --mix-cols 0-5     + style_mixing.png (rows: sources B, columns: sources A)
     ... --interpolate 3,9 --steps 8         + interpolation_3-9.png (linear in w)
 
-Grids are enlarged (nearest) so each cell is at least --min-cell px; the single images are not.
+Grids are enlarged (nearest) so each cell is at least --min-cell px tall (tall cells keep their shape);
+the single images are not.
 """
 import click
 
@@ -29,7 +31,8 @@ from pipeline.core.runner import run_stage
 @click.option("--batch", default=32, show_default=True, type=int, help="images per generator call")
 @click.option("--noise", default="const", show_default=True, type=click.Choice(["const", "random"]),
               help="const: the model's fixed noise; random: fresh noise seeded by each image's seed")
-@click.option("--min-cell", default=64, show_default=True, type=int, help="enlarge grid cells to at least this (px)")
+@click.option("--min-cell", default=64, show_default=True, type=int,
+              help="enlarge grid cells to at least this tall (px)")
 def main(checkpoint, seeds, trunc, out, grid, mix_rows, mix_cols, mix_band, interpolate, steps, device, batch,
          noise, min_cell):
     """Write images of a trained generator: one PNG per seed, and optional grids."""

@@ -5,11 +5,15 @@ Seeds: image `s` comes from z = torch.randn(z_dim) drawn by a torch.Generator se
 same rule as the training stage's samples.png), so a seed names the same character in every run of a
 model, on every device and in every batch (up to float rounding: a grey level here and there).
 
+Images are res px tall and res // aspect wide (G.aspect: 1 square, 2 tall; 1 for generators that do
+not say), so every array here is [N, H, W, 3] with H = res, W = res // aspect.
+
 Grids are laid out cell by cell, row-major, with no padding. A cell is one generated image enlarged
-with nearest neighbour by the whole factor ceil(min_cell / res) (1 from 64 px up), so an 8x8 or
+with nearest neighbour by the whole factor ceil(min_cell / H) (1 from 64 px up), so an 8x8 or
 32x32 model stays visible and two models' grids line up: with min_cell 64 a cell is 64x64 px below
-64 px and res x res from there on. A grid of R rows and C columns is therefore (R*cell) x (C*cell) px
-(height x width).
+64 px and res x res from there on; a tall model's cells are as tall as a square model's of its res
+and half as wide (32 x 16 images: cells 64 x 32). A grid of R rows and C columns is therefore
+(R * cell height) x (C * cell width) px (height x width).
 """
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ from tqdm import tqdm
 
 from pipeline.core.errors import UserError
 from pipeline.core.files import save_image
-from pipeline.gan.grids import grid, to_uint8, upscale
+from pipeline.gan.grids import enlarge, grid, to_uint8
 from pipeline.gan.networks import mix_ws, style_bands
 
 BANDS = ("coarse", "middle", "fine")
@@ -91,9 +95,16 @@ def _seeded_noise(seed: int | None, device: torch.device):
         yield
 
 
+def image_shape(G, res: int) -> tuple[int, int]:
+    """(height, width) of G's images at res: res x res // G.aspect (the contract of the networks)."""
+    aspect = int(getattr(G, "aspect", 1))
+    assert aspect in (1, 2) and res % aspect == 0, (aspect, res)
+    return res, res // aspect
+
+
 def synthesize(G, ws: torch.Tensor, res: int, noise: str = "const", batch: int = 32,
                noise_seed: int = 0, progress: str | None = None) -> np.ndarray:
-    """ws [N, num_ws, w_dim] -> uint8 [N, res, res, 3], `batch` images at a time.
+    """ws [N, num_ws, w_dim] -> uint8 [N, H, W, 3] (image_shape), `batch` images at a time.
 
     noise "const": the generator's fixed noise (the same for every image: grids of two runs compare).
     noise "random": fresh noise; batch k draws it after seeding torch with noise_seed + k, so the
@@ -102,13 +113,14 @@ def synthesize(G, ws: torch.Tensor, res: int, noise: str = "const", batch: int =
     assert ws.ndim == 3 and ws.shape[2] == G.w_dim, tuple(ws.shape)
     assert noise in NOISE_MODES, noise
     device = G.w_avg.device
-    out = np.empty((len(ws), res, res, 3), dtype=np.uint8)
+    out = np.empty((len(ws), *image_shape(G, res), 3), dtype=np.uint8)
     starts = range(0, len(ws), batch)
     bar = tqdm(total=len(ws), desc=progress, unit="img", disable=progress is None, mininterval=0.5)
     with torch.no_grad():
         for k, i in enumerate(starts):
             with _seeded_noise(noise_seed + k if noise == "random" else None, device):
                 img = G.synthesis(ws[i:i + batch].to(device), res, noise_mode=noise)
+            assert img.shape[2:] == out.shape[1:3], (tuple(img.shape), out.shape)
             out[i:i + batch] = to_uint8(img)
             bar.update(len(img))
     bar.close()
@@ -117,7 +129,7 @@ def synthesize(G, ws: torch.Tensor, res: int, noise: str = "const", batch: int =
 
 def images_from_seeds(G, seeds, res: int, psi: float = 1.0, noise: str = "const", batch: int = 32,
                       noise_seed: int = 0, progress: str | None = None) -> np.ndarray:
-    """uint8 [len(seeds), res, res, 3]."""
+    """uint8 [len(seeds), H, W, 3] (image_shape)."""
     return synthesize(G, ws_from_seeds(G, seeds, psi), res, noise, batch, noise_seed, progress)
 
 
@@ -126,17 +138,28 @@ def images_from_seeds(G, seeds, res: int, psi: float = 1.0, noise: str = "const"
 
 
 def cell_size(res: int, min_cell: int = MIN_CELL) -> int:
-    """Side in px of one grid cell for images of res x res."""
-    return res * max(1, math.ceil(min_cell / res))
+    """Height in px of one grid cell for images res px tall (their width is enlarged by the same factor).
+
+    The height reaches min_cell, not the short side: the height is the model's res (the stages' and
+    the grids' res<R> name), so a tall model's cells are exactly as tall as a square model's of the
+    same res, its grids' rows line up with theirs, and from 64 px up the image is shown as it is at
+    both aspects. Going by the short side would enlarge a 64 x 32 model two-fold, and an 8 x 4 cell
+    is visible at 64 x 32 already.
+    """
+    return res * _factor(res, min_cell)
+
+
+def _factor(height: int, min_cell: int) -> int:
+    return max(1, math.ceil(min_cell / height))
 
 
 def layout(images: np.ndarray, rows: int, cols: int, min_cell: int = MIN_CELL) -> Image.Image:
-    """uint8 [rows*cols, res, res, 3] (row-major; fewer leaves white cells) -> a grid of enlarged cells."""
-    res = images.shape[1]
-    img = grid(images, rows, cols)
-    img = upscale(img, min_side=min(rows, cols) * min_cell) if min_cell > res else img
-    cell = cell_size(res, min_cell)
-    assert img.size == (cols * cell, rows * cell), (img.size, rows, cols, cell)
+    """uint8 [rows*cols, H, W, 3] (row-major; fewer leaves white cells) -> a grid of enlarged cells.
+    Square images give the grid they always gave, pixel for pixel (the same whole factor and resize)."""
+    h, w = images.shape[1:3]
+    factor = _factor(h, min_cell)
+    img = enlarge(grid(images, rows, cols), factor)
+    assert img.size == (cols * w * factor, rows * cell_size(h, min_cell)), (img.size, rows, cols, factor)
     return img
 
 
@@ -165,7 +188,7 @@ def style_mixing_grid(G, res: int, a_seeds, b_seeds, band: str, psi: float = 1.0
     top = images_from_seeds(G, a_seeds, res, psi, batch=batch)
     left = images_from_seeds(G, b_seeds, res, psi, batch=batch)
     body = synthesize(G, mixing_ws(G, res, a_seeds, b_seeds, band, psi), res, batch=batch)
-    blank = np.full((1, res, res, 3), 255, dtype=np.uint8)
+    blank = np.full((1, *image_shape(G, res), 3), 255, dtype=np.uint8)
     cells = [blank, top]
     for i in range(nb):
         cells += [left[i:i + 1], body[i * na:(i + 1) * na]]
@@ -225,7 +248,7 @@ def generate(checkpoint, seeds: str = "", psi: float = 1.0, out="generated", gri
     dev = pick_device(device)
     G, res, _ = load_generator(checkpoint, dev)
     out = Path(out)
-    log.info("%s: %dx%d model on %s, psi %g, %s noise", checkpoint, res, res, dev, psi, noise)
+    log.info("%s: %dx%d model on %s, psi %g, %s noise", checkpoint, *image_shape(G, res), dev, psi, noise)
     written = []
     if seed_list:
         if noise == "random":   # each image's noise seeded by its own seed, so one image per call

@@ -14,7 +14,8 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 
 
 def grid(images: np.ndarray, rows: int, cols: int, pad: int = 0, fill=(255, 255, 255)) -> Image.Image:
-    """uint8 [rows*cols, H, W, 3] -> one image, row-major; missing cells stay `fill`."""
+    """uint8 [rows*cols, H, W, 3] -> one image of cells H x W (square or tall), row-major; missing cells
+    stay `fill`."""
     assert images.ndim == 4 and images.shape[3] == 3 and len(images) <= rows * cols, images.shape
     h, w = images.shape[1:3]
     canvas = Image.new("RGB", (cols * w + (cols - 1) * pad, rows * h + (rows - 1) * pad), fill)
@@ -24,7 +25,13 @@ def grid(images: np.ndarray, rows: int, cols: int, pad: int = 0, fill=(255, 255,
     return canvas
 
 
-def upscale(img: Image.Image, min_side: int = 256) -> Image.Image:
-    """Enlarge tiny grids with nearest neighbour so 8x8 samples can be seen (pixels stay pixels)."""
-    factor = max(1, -(-min_side // min(img.size)))
+def enlarge(img: Image.Image, factor: int) -> Image.Image:
+    """Nearest-neighbour enlargement by a whole factor: every pixel becomes factor x factor (shape kept)."""
+    assert factor >= 1, factor
     return img if factor == 1 else img.resize((img.width * factor, img.height * factor), Image.Resampling.NEAREST)
+
+
+def upscale(img: Image.Image, min_side: int = 256) -> Image.Image:
+    """Enlarge tiny grids with nearest neighbour so 8x8 samples can be seen (pixels stay pixels): by the
+    whole factor that brings the grid's short side to at least min_side."""
+    return enlarge(img, max(1, -(-min_side // min(img.size))))

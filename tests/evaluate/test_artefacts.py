@@ -75,3 +75,31 @@ def test_artefacts_in_chunks_equal_one_pass():
         assert artefacts(images) == whole
     finally:
         module.CHUNK = old
+
+
+def test_tall_images_match_the_definitions():
+    """1:2 images (H = 2 W): the column and row boundaries, and the frequency radius, each on its own axis."""
+    rng = np.random.default_rng(4)
+    images = rng.integers(0, 256, (2, 16, 8, 3), dtype=np.uint8)
+    for period in (2, 4, 8):
+        assert math.isclose(block_ratio(images, period), _block_loops(images, period), rel_tol=1e-12)
+    assert math.isclose(high_frequency_share(images), _hf_loops(images), rel_tol=1e-9)
+
+
+def test_tall_tiles_and_frequencies():
+    rng = np.random.default_rng(5)
+    tiles = np.kron(rng.integers(0, 250, (20, 8, 4, 3)), np.ones((1, 4, 4, 1)))      # 32 x 16, 4-px tiles
+    tiles = (tiles + rng.integers(0, 4, tiles.shape)).astype(np.uint8)
+    assert tiles.shape == (20, 32, 16, 3) and block_ratio(tiles, 4) > 50
+    # A cosine across the 16 columns at 6 cycles sits at radius 6 / 8 (high); down the 32 rows at 6
+    # cycles at 6 / 16 (low): the radius is normalised per axis, so the same count is high one way only.
+    y, x = np.mgrid[0:32, 0:16]
+    across = np.repeat((100 + 50 * np.cos(2 * np.pi * 6 * x / 16))[None, ..., None], 3, axis=3)
+    down = np.repeat((100 + 50 * np.cos(2 * np.pi * 6 * y / 32))[None, ..., None], 3, axis=3)
+    assert math.isclose(high_frequency_share(across), 1.0, rel_tol=1e-9)
+    assert math.isclose(high_frequency_share(down), 0.0, abs_tol=1e-9)
+    # both at once with amplitudes 50 and 100: the high share is 50^2 / (50^2 + 100^2)
+    grey = 100 + 50 * np.cos(2 * np.pi * 6 * x / 16) + 100 * np.cos(2 * np.pi * 6 * y / 32)
+    both = np.repeat(grey[None, ..., None], 3, axis=3)
+    assert math.isclose(high_frequency_share(both), 0.2, rel_tol=1e-9)
+    assert set(artefacts(tiles)) == {"block4", "block8", "hf"}

@@ -11,9 +11,10 @@ from PIL import Image
 
 from pipeline.core import params
 from pipeline.core.errors import UserError
-from pipeline.evaluate import metrics, sampling
+from pipeline.evaluate import fid, sampling
 from pipeline.evaluate import stage as evaluate
 from pipeline.evaluate.artefacts import artefacts
+from pipeline.train import checkpoint
 from pipeline.train.checkpoint import load_generator
 from tests.helpers.tiny import train_tiny
 
@@ -155,7 +156,7 @@ def test_seed_images_do_not_depend_on_the_batch(G16):
 
 
 def test_fid_and_kid_with_a_feature_net(project, tmp_path):
-    net = metrics.make_tiny_feature_net(tmp_path / "feature_net.pt")
+    net = fid.make_tiny_feature_net(tmp_path / "feature_net.pt")
     ep = params.parse("eval", {**TINY_EVAL, "inception_weights": str(net)})
     result = evaluate.run(ep, "fullbody", "letterbox", models=project / "models",
                           data=project / "data" / "dataset", out=tmp_path / "eval")
@@ -197,3 +198,14 @@ def test_no_trained_model_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="no trained model"):
         evaluate.run(params.parse("eval", TINY_EVAL), "fullbody", "letterbox", models=tmp_path / "models",
                      data=tmp_path / "data" / "dataset", out=tmp_path / "eval")
+
+
+@pytest.mark.skipif(not hasattr(checkpoint, "check_aspect"), reason="lands with part A")
+def test_a_square_model_evaluated_at_aspect_2_is_one_line(project, tmp_path):
+    ep = params.parse("eval", TINY_EVAL)
+    with pytest.raises(UserError) as e:
+        evaluate.run(ep, "fullbody", "letterbox", models=project / "models", data=project / "data" / "dataset",
+                     out=tmp_path / "eval", aspect=2)
+    message = str(e.value)
+    assert "\n" not in message and "res16" in message and "model.aspect 1" in message and "says 2" in message
+    assert not (tmp_path / "eval").exists()                     # stopped before writing anything

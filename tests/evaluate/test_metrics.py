@@ -1,8 +1,6 @@
 """Tests for pipeline.evaluate.metrics: SWD against a numpy reference and on images whose quality we control,
-FID/KID against direct computations, and the feature-net loading path users take for Inception."""
+at aspect 1 and on tall (1:2) images."""
 from __future__ import annotations
-
-import warnings
 
 import numpy as np
 import pytest
@@ -12,11 +10,12 @@ from pipeline.core.errors import UserError
 from pipeline.evaluate import metrics
 
 
-def blob_images(n: int, size: int, seed: int) -> np.ndarray:
-    """Structured test images, uint8 [n,size,size,3]: a colour gradient with 2-5 colour blobs, some
-    soft, some hard-edged (so every pyramid band has content, as in drawn art)."""
+def blob_images(n: int, size: int, seed: int, width: int | None = None) -> np.ndarray:
+    """Structured test images, uint8 [n,size,width,3] (width: size unless given): a colour gradient with
+    2-5 colour blobs, some soft, some hard-edged (so every pyramid band has content, as in drawn art).
+    Coordinates run in units of the height, so a tall set's blobs are round, not squashed."""
     rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size] / size
+    yy, xx = np.mgrid[0:size, 0:width or size] / size
     angle = rng.uniform(0, 2 * np.pi, (n, 1, 1))
     ramp = ((xx * np.cos(angle) + yy * np.sin(angle)) - (np.cos(angle) + np.sin(angle) - 1) / 2)[..., None]
     start, end = rng.uniform(0, 255, (2, n, 1, 1, 3))
@@ -160,6 +159,13 @@ def reconstruct(pyramid: list[torch.Tensor]) -> torch.Tensor:
         (32, 32, 16, [(32, 32), (16, 16)]),
         (66, 34, 8, [(66, 34), (33, 17), (17, 9)]),  # odd sizes round up and crop back
         (12, 12, 16, [(12, 12)]),  # smaller than min_res: one level, the image itself
+        # 1:2 images: down while the height is >= 16, i.e. the short side >= 8
+        (32, 16, 16, [(32, 16), (16, 8)]),
+        (64, 32, 16, [(64, 32), (32, 16), (16, 8)]),
+        (256, 128, 16, [(256, 128), (128, 64), (64, 32), (32, 16), (16, 8)]),
+        (16, 8, 16, [(16, 8)]),
+        (8, 4, 16, [(8, 4)]),  # one level, too small for 7x7 patches (too_small_reason)
+        (32, 16, 8, [(32, 16), (16, 8)]),  # a lower min_res still keeps the short side >= 8
     ],
 )
 def test_pyramid_sizes_and_reconstruction(height, width, min_res, sizes):
@@ -256,123 +262,82 @@ def test_swd_rejects_bad_inputs(pool):
 
 
 # ----------------------------------------------------------------------------------------------
-# FID and KID on feature vectors
+# Square figures pinned, and tall (1:2) images
 
 
-def random_stats(seed: int, dim: int = 12, n: int = 40):
-    feats = np.random.default_rng(seed).normal(size=(n, dim)) @ np.random.default_rng(seed + 1).normal(size=(dim, dim))
-    return metrics.feature_stats(feats + seed)
+def test_square_swd_figures_are_those_of_before_tall_images():
+    """The values the square code gave before the pyramid learned 1:2 images (the same calls on the code
+    of commit cb1d99d): square levels, keys and figures do not move."""
+    a, b, c = blob_images(48, 32, seed=7), blob_images(16, 64, seed=8), blob_images(8, 8, seed=9)
+    cases = [
+        (metrics.swd(a[:24], a[24:], seed=3), {"32": 41.97587072849274, "16": 126.12630985677242}),
+        (metrics.swd(b[:8], b[8:], seed=5), {"64": 83.05290155112743, "32": 87.76976354420185,
+                                             "16": 253.52806597948074}),
+        (metrics.swd(c[:4], c[4:], seed=0), {"8": 588.8160616159439}),
+    ]
+    for got, levels in cases:
+        assert list(got["levels"]) == list(levels)
+        assert got["levels"] == pytest.approx(levels, rel=1e-6)
+        assert got["swd"] == pytest.approx(np.mean(list(levels.values())), rel=1e-6)
 
 
-def test_frechet_distance_matches_direct_computation():
-    (mu1, s1), (mu2, s2) = random_stats(0), random_stats(1)
-    # Independent route: eigenvalues of the non-symmetric product S1 S2 (real and >= 0 up to rounding).
-    eig = np.linalg.eigvals(s1 @ s2)
-    want = np.sum((mu1 - mu2) ** 2) + np.trace(s1) + np.trace(s2) - 2 * np.sqrt(eig.real.clip(min=0)).sum()
-    assert metrics.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(want, rel=1e-8)
+@pytest.fixture(scope="module")
+def tall_pool() -> np.ndarray:
+    return blob_images(256, 32, seed=4, width=16)
 
 
-def test_frechet_distance_matches_scipy_sqrtm():
-    linalg = pytest.importorskip("scipy.linalg")
-    (mu1, s1), (mu2, s2) = random_stats(2), random_stats(3)
-    covmean = linalg.sqrtm(s1 @ s2).real
-    want = np.sum((mu1 - mu2) ** 2) + np.trace(s1 + s2 - 2 * covmean)
-    assert metrics.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(want, rel=1e-7)
+def test_tall_swd_steps_match_numpy_reference():
+    """The pyramid and the descriptors of 32 x 16 images against the numpy recipe: the columns' patch
+    centres run over the width, the rows' over the height."""
+    images = blob_images(3, 32, seed=5, width=16).transpose(0, 3, 1, 2).astype(np.float64)
+    pyramid = metrics.laplacian_pyramid(torch.from_numpy(images))
+    ref = np_pyramid(images, levels=2)
+    assert [tuple(level.shape[2:]) for level in pyramid] == [(32, 16), (16, 8)]
+    for level, want in zip(pyramid, ref):
+        np.testing.assert_allclose(level.numpy(), want, atol=1e-9)
+    for level, want in zip(pyramid, ref):
+        h, w = level.shape[2:]
+        gen, ref_gen = torch.Generator().manual_seed(2), torch.Generator().manual_seed(2)
+        desc = metrics.normalize_descriptors(metrics.patch_descriptors(level, 8, generator=gen))
+        ys = torch.randint(3, h - 3, (3 * 8,), generator=ref_gen).numpy()
+        xs = torch.randint(3, w - 3, (3 * 8,), generator=ref_gen).numpy()
+        np.testing.assert_allclose(desc.numpy(), np_descriptors(want, ys, xs, 8), atol=1e-9)
 
 
-def test_frechet_distance_closed_form_and_singular_covariances():
-    d = 6
-    mu1, mu2 = np.zeros(d), np.full(d, 2.0)
-    # Isotropic Gaussians: |mu1 - mu2|^2 + d (a - b)^2.
-    got = metrics.frechet_distance(mu1, 9 * np.eye(d), mu2, 4 * np.eye(d))
-    assert got == pytest.approx(4 * d + d * (3 - 2) ** 2, rel=1e-12)
-    # Fewer samples than dimensions: singular covariance, still finite and ~0 against itself.
-    mu, sigma = metrics.feature_stats(np.random.default_rng(0).normal(size=(5, 32)))
-    assert metrics.frechet_distance(mu, sigma, mu, sigma) == pytest.approx(0.0, abs=1e-6)
+def test_tall_swd_is_keyed_by_height_and_is_the_public_steps_chained(tall_pool):
+    reals, fakes, seed = tall_pool[:40], tall_pool[40:80], 6
+    per_set = []
+    for images in (reals, fakes):
+        pyramid = metrics.laplacian_pyramid(torch.from_numpy(images).permute(0, 3, 1, 2).float())
+        positions = torch.Generator().manual_seed(seed)
+        per_set.append([metrics.normalize_descriptors(metrics.patch_descriptors(level, generator=positions))
+                        for level in pyramid])
+    directions = torch.Generator().manual_seed(seed + 1)
+    want = {key: 1000 * metrics.sliced_wasserstein(a, b, generator=directions)
+            for key, a, b in zip(("32", "16"), *per_set)}
+    got = metrics.swd(reals, fakes, seed=seed)
+    assert list(got["levels"]) == ["32", "16"]          # heights, as the stages name a 32 x 16 model
+    assert got["levels"] == pytest.approx(want, rel=1e-9) and got["swd"] > 0
+    assert metrics.swd(reals, reals) == {"levels": {"32": 0.0, "16": 0.0}, "swd": 0.0}
 
 
-def test_fid_of_a_set_with_itself_is_zero():
-    mu, sigma = random_stats(4, dim=64, n=500)
-    assert metrics.frechet_distance(mu, sigma, mu, sigma) == pytest.approx(0.0, abs=1e-8)
+def test_tall_swd_grows_with_blur_and_noise(tall_pool):
+    reals, others = tall_pool[:128], tall_pool[128:256]
+    baseline = metrics.swd(reals, others)
+    for worse in (gaussian_blur(others, 1.0), add_noise(others, 12, seed=2)):
+        score = metrics.swd(reals, worse)
+        assert score["levels"]["32"] > 2 * baseline["levels"]["32"] and score["swd"] > baseline["swd"], (
+            baseline, score)
 
 
-def test_kid_is_near_zero_for_same_distribution_and_grows_with_shift():
-    rng = np.random.default_rng(0)
-    a, b = rng.normal(size=(2, 400, 16))
-    same = metrics.kid(a, a, subsets=20, subset_size=200)
-    twin = metrics.kid(a, b, subsets=20, subset_size=200)
-    shifted = metrics.kid(a, b + 0.5, subsets=20, subset_size=200)
-    further = metrics.kid(a, b + 1.0, subsets=20, subset_size=200)
-    # A set against itself is slightly negative, not 0: the unbiased estimate leaves k(x, x) out of
-    # the within-set sums but not out of the cross sum (about -2 mean(k(x, x)) / m).
-    assert -0.1 < same < 0 and abs(twin) < 0.01, (same, twin)
-    assert shifted > 20 * abs(same) and further > 4 * shifted, (same, shifted, further)
+def test_images_too_small_for_patches_say_so():
+    assert metrics.too_small_reason(8, 4) == ("images of 8x4 px are too small for 7x7 SWD patches at any "
+                                              "pyramid level")
+    assert metrics.too_small_reason(8, 8) is None and metrics.too_small_reason(16, 8) is None
+    tiny = blob_images(4, 8, seed=0, width=4)
+    with pytest.raises(UserError, match="8x4 px are too small"):
+        metrics.swd(tiny, tiny)
+    # 16 x 8: one level, the image itself (7x7 patches fit)
+    assert list(metrics.swd(blob_images(4, 16, seed=0, width=8), blob_images(4, 16, seed=1, width=8))["levels"]) == [
+        "16"]
 
-
-def test_kid_matches_direct_unbiased_mmd():
-    rng = np.random.default_rng(1)
-    a, b = rng.normal(size=(6, 3)), rng.normal(size=(5, 3)) + 0.3
-    # subset_size is clipped to 5; with one subset the draw is reproducible from the seed.
-    pick = np.random.default_rng(7)
-    x, y = a[pick.choice(6, 5, replace=False)], b[pick.choice(5, 5, replace=False)]
-    k = lambda p, q: (sum(p * q) / 3 + 1) ** 3  # noqa: E731
-    within = sum(k(x[i], x[j]) + k(y[i], y[j]) for i in range(5) for j in range(5) if i != j) / 20
-    across = sum(k(x[i], y[j]) for i in range(5) for j in range(5)) / 25
-    assert metrics.kid(a, b, subsets=1, subset_size=100, seed=7) == pytest.approx(within - 2 * across, rel=1e-10)
-
-
-# ----------------------------------------------------------------------------------------------
-# Feature networks
-
-
-class NoFlagNet(torch.nn.Module):
-    def forward(self, x):
-        return x.float().mean(dim=(2, 3))
-
-
-def test_tiny_feature_net_round_trip(tmp_path, pool):
-    path = metrics.make_tiny_feature_net(tmp_path / "net.pt", dim=32, seed=0)
-    net = metrics.load_feature_net(path)
-    images = pool[:20].transpose(0, 3, 1, 2)
-    feats = metrics.extract_features(net, images, batch=7)
-    assert feats.shape == (20, 32) and feats.dtype == np.float64
-    np.testing.assert_allclose(metrics.extract_features(net, images, batch=64), feats, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(metrics.extract_features(net, torch.from_numpy(images).float()), feats, atol=1e-7)
-    # Same seed, same weights.
-    again = metrics.load_feature_net(metrics.make_tiny_feature_net(tmp_path / "again.pt", dim=32, seed=0))
-    np.testing.assert_array_equal(metrics.extract_features(again, images), metrics.extract_features(net, images))
-
-
-def test_fid_kid_through_tiny_net(tmp_path, pool):
-    net = metrics.load_feature_net(metrics.make_tiny_feature_net(tmp_path / "net.pt"))
-    reals = pool[:200].transpose(0, 3, 1, 2)
-    same = metrics.fid_kid(net, reals, reals, kid_subsets=10, kid_subset_size=100)
-    twin = metrics.fid_kid(net, reals, pool[200:400].transpose(0, 3, 1, 2), kid_subsets=10, kid_subset_size=100)
-    tinted = (reals.astype(np.int16) + np.array([60, 0, -60])[:, None, None]).clip(0, 255).astype(np.uint8)
-    shifted = metrics.fid_kid(net, reals, tinted, kid_subsets=10, kid_subset_size=100)
-    assert same["fid"] == pytest.approx(0.0, abs=1e-6) and abs(same["kid"]) < 1e-4
-    assert shifted["fid"] > 3 * twin["fid"] and shifted["kid"] > 3 * abs(twin["kid"]), (twin, shifted)
-
-
-def test_net_without_return_features_is_called_plainly(tmp_path):
-    path = tmp_path / "plain.pt"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated in recent torch
-        torch.jit.save(torch.jit.script(NoFlagNet()), str(path))
-    images = np.arange(2 * 3 * 4 * 4, dtype=np.uint8).reshape(2, 3, 4, 4)
-    feats = metrics.extract_features(metrics.load_feature_net(path), images)
-    np.testing.assert_allclose(feats, images.reshape(2, 3, 16).mean(axis=2))
-
-
-@pytest.mark.parametrize("content", [None, b"not a model", "state_dict"])
-def test_bad_feature_net_file_is_a_one_line_user_error(tmp_path, content):
-    path = tmp_path / "inception-2015-12-05.pt"
-    if content == "state_dict":
-        torch.save({"weight": torch.zeros(3)}, path)
-    elif content is not None:
-        path.write_bytes(content)
-    with pytest.raises(UserError) as info:
-        metrics.load_feature_net(path)
-    message = str(info.value)
-    assert "\n" not in message and str(path) in message
-    assert ("is not a TorchScript file" in message) == (content is not None)
