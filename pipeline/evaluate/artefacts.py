@@ -55,8 +55,14 @@ def high_frequency_share(images: np.ndarray) -> float:
     return float(power[r > 0.5].sum() / total) if total > 0 else 0.0
 
 
-def artefacts(images: np.ndarray) -> dict[str, float]:
-    """{"block4", "block8", "hf"} of uint8 images [N, H, W, 3]."""
+def _rounded(value: float, digits: int) -> float | None:
+    # None where a figure has no meaning (block8 of 8-px images has no boundary to measure): JSON has no
+    # NaN, and metrics.json must stay strict JSON for `dvc metrics diff` and other readers.
+    return None if np.isnan(value) else round(value, digits)
+
+
+def artefacts(images: np.ndarray) -> dict[str, float | None]:
+    """{"block4", "block8", "hf"} of uint8 images [N, H, W, 3]; None where the images are too small."""
     steps = boundary_steps(images)
-    return {"block4": round(block_ratio(images, 4, steps), 4), "block8": round(block_ratio(images, 8, steps), 4),
+    return {"block4": _rounded(block_ratio(images, 4, steps), 4), "block8": _rounded(block_ratio(images, 8, steps), 4),
             "hf": round(high_frequency_share(images), 5)}

@@ -1,6 +1,7 @@
 """blockN and hf (pipeline.evaluate.artefacts) against their definitions computed with loops here."""
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -103,3 +104,11 @@ def test_tall_tiles_and_frequencies():
     both = np.repeat(grey[None, ..., None], 3, axis=3)
     assert math.isclose(high_frequency_share(both), 0.2, rel_tol=1e-9)
     assert set(artefacts(tiles)) == {"block4", "block8", "hf"}
+
+
+def test_figures_without_meaning_are_none_not_nan():
+    """8-px images have no 8-px boundary: block8 is None (strict JSON), the others are numbers."""
+    images = np.random.default_rng(0).integers(0, 255, (4, 8, 4, 3), dtype=np.uint8)
+    figures = artefacts(images)
+    assert figures["block8"] is None and isinstance(figures["block4"], float)
+    json.dumps(figures, allow_nan=False)
