@@ -304,7 +304,11 @@ function wire() {
     if (s !== null) jump(s);
   });
   document.addEventListener("keydown", (e) => {
-    if (e.target.tagName === "INPUT" && e.target.type !== "range" && e.target.type !== "radio") return;
+    if (e.target.tagName === "INPUT" && e.target.type !== "range" && e.target.type !== "radio") {
+      // A typed seed is taken on Enter; leaving the box gives the keys back to the page.
+      if (e.key === "Escape" || (e.key === "Enter" && e.target.id === "mixSeed")) e.target.blur();
+      return;
+    }
     if (e.ctrlKey || e.metaKey || e.altKey) return;
     const keys = {
       ArrowRight: () => move(1), ArrowLeft: () => move(-1),
