@@ -144,6 +144,6 @@ def serve(checkpoint, host: str = "127.0.0.1", port: int = 8766, device: str = "
     if open_browser:
         webbrowser.open(server.url)
     try:
-        web.serve_until_stopped(server, "the design studio")
+        web.serve_until_stopped(server, "the design studio", f"stopped; favourites are in {server.favourites.path}")
     finally:
         engine.close()

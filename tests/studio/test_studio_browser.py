@@ -87,3 +87,9 @@ def test_pick_truncate_mix_keep_and_reload(models, serve, tmp_path, page):
     sync_api.expect(page.locator("body")).to_have_attribute("data-busy", "0")
     page.locator("#favs li img").click()                              # opening it brings its settings back
     assert settled(page, "/api/mix?a=3&b=12&band=coarse&psi=0.3") == mixed
+
+    page.locator("body").press("ArrowRight")                           # the next candidate, same settings
+    sync_api.expect(page.locator("#grid .cand[data-seed='4']")).to_have_class("cand focus")
+    page.locator("body").press("]")
+    page.locator("body").press("0")
+    settled(page, "/api/image?seed=4&psi=0.35&")
