@@ -141,9 +141,9 @@ def export(checkpoint, favourites_file, out, device: str = "auto") -> list[Path]
     model's resolution and x4, nearest), as the studio exports them; another checkpoint's: one line each."""
     from pipeline.evaluate.sampling import pick_device
 
-    favs = load(Path(favourites_file))
     if not Path(favourites_file).exists():
         raise UserError(f"{favourites_file} not found (the studio writes it when you keep a favourite)")
+    favs = load(Path(favourites_file))
     G, res, _ = load_generator(checkpoint, pick_device(device))
     sha = digest_of(checkpoint_file(checkpoint))
     out, written = Path(out), []
