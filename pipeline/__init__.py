@@ -12,6 +12,7 @@ LAYERS = (
     "gan",       # the StyleGAN and StyleGAN2 networks, their layers, augmentation, losses, image grids
     "train",     # train@R: the trainer, schedule, packed data, checkpoints, live log
     "evaluate",  # grids and metrics of a trained model, and drawing characters from it
+    "studio",    # the design page: a trained generator explored in the browser, and favourites
     "sample",    # the built-in sample APK: builder and bundle editing
     "bench",     # speed and quality benchmarks of all of the above
 )

@@ -6,6 +6,8 @@
     ... --grid                              + grid.png of those seeds
     ... --mix-rows 10-13 --mix-cols 0-5     + style_mixing.png (rows: sources B, columns: sources A)
     ... --interpolate 3,9 --steps 8         + interpolation_3-9.png (linear in w)
+    ... --favourites studio/favourites.json + favourite-<id>.png and -x4.png (nearest) per design studio
+                                              favourite of this checkpoint (others: one line each, skipped)
 
 Grids are enlarged (nearest) so each cell is at least --min-cell px tall (tall cells keep their shape);
 the single images are not.
@@ -33,12 +35,19 @@ from pipeline.core.runner import run_stage
               help="const: the model's fixed noise; random: fresh noise seeded by each image's seed")
 @click.option("--min-cell", default=64, show_default=True, type=int,
               help="enlarge grid cells to at least this tall (px)")
+@click.option("--favourites", default="", help="a design studio favourites file: redraw its favourites")
 def main(checkpoint, seeds, trunc, out, grid, mix_rows, mix_cols, mix_band, interpolate, steps, device, batch,
-         noise, min_cell):
+         noise, min_cell, favourites):
     """Write images of a trained generator: one PNG per seed, and optional grids."""
     def body():
         from pipeline.evaluate.sampling import generate
 
+        if favourites:
+            from pipeline.studio.favourites import export
+
+            export(checkpoint, favourites, out, device=device)
+            if not (seeds or mix_rows or mix_cols or interpolate or grid):
+                return
         generate(checkpoint, seeds=seeds, psi=trunc, out=out, grid=grid, mix_rows=mix_rows, mix_cols=mix_cols,
                  mix_band=mix_band, interpolate=interpolate, steps=steps, device=device, batch=batch,
                  noise=noise, min_cell=min_cell)

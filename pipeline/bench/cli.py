@@ -146,3 +146,20 @@ def cache(raw, workers):
     except UserError as e:
         raise click.ClickException(str(e))
     click.echo(json.dumps(result))
+
+
+@main.command()
+@click.option("--checkpoint", required=True, help="a models/res<R> folder or a checkpoint file")
+@click.option("--threads", type=click.IntRange(0), default=0, help="CPU threads for torch; 0 = torch's default")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--page", type=click.IntRange(1, 1000), default=32, show_default=True, help="candidates per page")
+@click.option("--clients", type=click.IntRange(1, 64), default=6, show_default=True, help="connections at once")
+def studio(checkpoint, threads, device, page, clients):
+    """Seconds the design studio takes for a page of candidates, over real HTTP; the last line is JSON."""
+    from pipeline.bench.studio import bench_studio
+
+    try:
+        result = bench_studio(checkpoint, threads, device, page, clients, echo=click.echo)
+    except UserError as e:
+        raise click.ClickException(str(e))
+    click.echo(json.dumps(result))
