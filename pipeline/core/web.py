@@ -102,6 +102,10 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: a page of 200 thumbnails reuses a few connections
     timeout = 60                   # drop idle keep-alive connections
     max_body = 4_000_000           # bytes a JSON request body may have
+    # Headers and body go out as two writes; with Nagle on, the body waits for the client's delayed ACK
+    # (about 40 ms on Linux) on every keep-alive reply: a cached studio page of 32 images took 0.24 s, 0.03 s
+    # without it, and a review page of 200 thumbnails pays the same toll per thumbnail.
+    disable_nagle_algorithm = True
     static: dict[str, tuple[Path, str]] = {}
     routes: tuple[tuple[str, str | re.Pattern, str], ...] = ()
     server: "Server"
