@@ -81,7 +81,7 @@ def parse_changes(body) -> list[tuple[str, str | None, str | None]]:
 class Handler(web.Handler):
     max_body = MAX_BODY
     static = web.static_files(STATIC, {"/": "index.html", "/static/review.js": "review.js",
-                                       "/static/review.css": "review.css"})
+                                       "/static/review.css": "review.css", "/static/detail.js": "detail.js"})
     routes = (("GET", "/api/items", "items"),
               ("GET", "/api/ids", "items"),
               ("GET", FILE_ROUTE, "file"),
@@ -138,6 +138,7 @@ class Handler(web.Handler):
         self.send_json(reply)
 
     def undo(self, _url, _query, _match) -> None:
+        self.read_json()  # {} (read, so that a kept-alive connection's next request starts clean)
         done = self.server.store.undo()
         self._reply(done["ids"], done)
 
