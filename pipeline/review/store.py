@@ -97,6 +97,7 @@ class ReviewStore:
         self.folder_counts: Counter = Counter()
         self.search_text: dict[str, str] = {}
         self.history = History(self.root / HISTORY)
+        self.history.read()  # a broken history is one line at start, not a surprise at the first key
         self.default = "keep"
         self._manifest_stamp = self._decisions_stamp = ()
         self.refresh()

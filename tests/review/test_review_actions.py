@@ -156,3 +156,19 @@ def test_the_pair_and_the_swap(served):
     assert client.post({"id": FB[0]}, "/api/swap")[0] == 409  # no duplicate
     assert client.post({"id": "../x"}, "/api/swap")[0] == 400
     assert client.get("/api/pair?id=nope")[0] == 404
+
+
+def test_a_broken_history_stops_the_server_at_start_with_one_line(project):
+    from pipeline.core.errors import UserError
+    from pipeline.review.server import make_server
+
+    (project / "review/history.jsonl").write_text('{"seq": 1, "what": "x", "changes": []}\n')
+    with pytest.raises(UserError, match=r"history.jsonl:1: needs a list of changes; correct or delete that line"):
+        make_server(project, "127.0.0.1", 0)
+
+
+def test_an_overlong_action_label_is_refused(served):
+    _, serve = served
+    client = serve()
+    status, data = client.post({"ids": [FB[1]], "status": "reject", "what": "x" * 201})
+    assert status == 400 and "what" in data["error"]

@@ -357,10 +357,14 @@ function keepRestOfPage() {
 }
 
 async function keepRestOfPageNow() {
-  const ids = state.items.filter((item) => !item.decided).map((item) => item.id);
   const first = state.items.length ? state.items[0].id : null;
-  if (ids.length) await send({ ids, status: "keep", what: `keep ${ids.length} on page ${state.page + 1}` },
-                             `${ids.length} kept (u undoes)`);
+  // Chosen in the queue, after the keys pressed before it have been saved and shown.
+  await enqueue(async () => {
+    // Automatic rejections (duplicates, blanks) stay as they are: K confirms what the page shows as kept.
+    const ids = state.items.filter((item) => !item.decided && !item.auto_reason).map((item) => item.id);
+    if (ids.length) await post("/api/decisions", { ids, status: "keep", what: `keep ${ids.length} on page ${state.page + 1}` },
+                               () => `${ids.length} kept (u undoes)`);
+  });
   await load();
   // The same images still shown (no filter on decisions): go on to the next page. Under a filter such
   // as "decided by hand: no" the kept ones drop out, and this page already holds the next ones.
