@@ -103,7 +103,7 @@ class Handler(web.Handler):
             if url.path == "/api/ids":
                 return self.send_json({"ids": [r["id"] for r in rows]})
             reply = {"offset": offset, "limit": limit, "counts": store.counts(rows),
-                     "all": store.counts(store.rows), "sources": store.sources,
+                     "all": store.counts(store.rows),
                      "items": [store.item(r) for r in rows[offset:offset + limit]]}
         self.send_json(reply)
 

@@ -92,7 +92,6 @@ class ReviewStore:
         self.rows: list[dict] = []
         self.by_id: dict[str, dict] = {}
         self.decisions: dict[str, Decision] = {}
-        self.sources: list[str] = []
         self.folders_of: dict[str, set[str]] = {}
         self.folder_counts: Counter = Counter()
         self.search_text: dict[str, str] = {}
@@ -116,8 +115,7 @@ class ReviewStore:
                     raise UserError(f"{self.manifest_path}: needs the columns id,kind,path; re-run `dvc repro`")
                 self.rows, self.by_id = rows, {r["id"]: r for r in rows}
                 self.default = self._default_status()
-                # A source reads "game.apk!path/of/bundle"; the page offers the games to filter by.
-                self.sources = sorted({r.get("source", "").split("!")[0] for r in rows})
+                # A source reads "game.apk!path/of/bundle" or "folder/file.png": the page filters by folder.
                 self.folders_of = {r["id"]: set(folders(r.get("source", ""))) for r in rows}
                 self.folder_counts = Counter(f for r in rows for f in self.folders_of[r["id"]])
                 self.search_text = {r["id"]: "\n".join((r.get("source", ""), r.get("asset", ""), r.get("path", ""),

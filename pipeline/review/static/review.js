@@ -6,8 +6,8 @@
 const FILTERS = ["status", "kind", "source", "auto", "decided", "id", "duplicate_of", "folder", "search",
                  "size_min", "size_max", "sort"];
 // Picture side per thumbnail size (px). The smallest shows only the picture, its border the status:
-// 88 of them fit a 1280 x 720 window beside the detail panel.
-const SIZES = [56, 96, 150, 220];
+// 88 of them fit a 1280 x 720 window beside the detail panel (15 at the medium size, the default).
+const SIZES = [56, 88, 128, 200];
 const state = { filters: {}, page: 0, items: [], focus: -1, total: 0, changes: 0, perPage: 100,
                 size: sizeFromStorage() };
 const $ = (selector) => document.querySelector(selector);
