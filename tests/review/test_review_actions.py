@@ -172,3 +172,20 @@ def test_an_overlong_action_label_is_refused(served):
     client = serve()
     status, data = client.post({"ids": [FB[1]], "status": "reject", "what": "x" * 201})
     assert status == 400 and "what" in data["error"]
+
+
+def test_undo_after_a_crash_between_the_history_and_the_decisions(served):
+    """The history line is written first: a crash before decisions.csv leaves an action that never
+    reached the file. Undoing it restores what the file already holds, and the next undo goes on."""
+    root, serve = served
+    client = serve()
+    assert client.post({"ids": [FB[1]], "status": "reject", "what": "first"})[0] == 200
+    with open(root / "review/history.jsonl", "a") as f:  # what the crash leaves: the line, not the file
+        f.write(json.dumps({"seq": 2, "what": "lost", "changes": [
+            {"id": FB[4], "before": {"status": None, "note": ""}, "after": {"status": "reject", "note": ""}}]}) + "\n")
+    text = (root / "review/decisions.csv").read_text()
+    client = serve()
+    assert client.post({}, "/api/undo")[1]["undone"] == "lost"
+    assert (root / "review/decisions.csv").read_text() == text
+    assert client.post({}, "/api/undo")[1]["undone"] == "first"
+    assert decided(root) == {FB[0]: ("reject", "blurry")}
