@@ -120,7 +120,8 @@ def find_faces(task: FaceTask) -> list[dict]:
     scored = detect_scored(rgb, load_cascade(o["cascade"]), o["scale_factor"], o["min_neighbors"], o["min_size"])
     found = []
     for box, confidence in scored:
-        if confidence < o["min_confidence"]:
+        if confidence < o["min_confidence"]:  # counted, so that the log says what the threshold cost
+            found.append({"dropped": True, "confidence": confidence})
             continue
         cx, cy, cw, ch = crop_box(box, (rgb.shape[1], rgb.shape[0]), o["expand"], o["shift"])
         buf = io.BytesIO()
@@ -137,7 +138,7 @@ def run(p: FacesParams, src: Path = Path("data/flat"), out: Path = Path("data/fa
     opts = dict(cascade=p.cascade, scale_factor=p.scale_factor, min_neighbors=p.min_neighbors,
                 min_size=p.min_size, expand=p.expand, shift=p.shift, min_confidence=p.min_confidence)
     flat = read_csv(src / "index.csv")
-    rows, skips, with_face = [], [], 0
+    rows, skips, with_face, dropped = [], [], 0, 0
     pool = WorkerPool(find_faces, p.workers, desc="faces", unit="img")
     with staging_dir(out) as stage:
         tasks = (FaceTask(r, str(src), opts) for r in flat)
@@ -146,8 +147,10 @@ def run(p: FacesParams, src: Path = Path("data/flat"), out: Path = Path("data/fa
             if not outcome.ok:
                 skips.append({"source": r["source"], "asset": r["asset"], "reason": outcome.error})
                 continue
-            with_face += bool(outcome.value)
-            for i, face in enumerate(outcome.value):
+            kept = [face for face in outcome.value if not face.get("dropped")]
+            dropped += len(outcome.value) - len(kept)
+            with_face += bool(kept)
+            for i, face in enumerate(kept):
                 rel = Path(r["path"]).with_name(f"{Path(r['path']).stem}_face{i}.png").as_posix()
                 (stage / rel).parent.mkdir(parents=True, exist_ok=True)
                 write_bytes(stage / rel, face["png"])
@@ -160,6 +163,7 @@ def run(p: FacesParams, src: Path = Path("data/flat"), out: Path = Path("data/fa
         rows.sort(key=lambda r: r["path"])
         write_csv(stage / "index.csv", INDEX_COLUMNS, rows)
         write_csv(stage / "skipped.csv", SKIP_COLUMNS, stable_skips(skips))
-    log.info("found %d face(s) in %d of %d image(s), %s, in %.1f s", len(rows), with_face, len(flat),
+    below = f" ({dropped} more below faces.min_confidence {p.min_confidence:g}, dropped)" if dropped else ""
+    log.info("found %d face(s)%s in %d of %d image(s), %s, in %.1f s", len(rows), below, with_face, len(flat),
              skipped(len(skips), f"{out}/skipped.csv"), time.perf_counter() - start)
-    return {"faces": len(rows), "images_with_faces": with_face, "skipped": len(skips)}
+    return {"faces": len(rows), "images_with_faces": with_face, "skipped": len(skips), "dropped": dropped}

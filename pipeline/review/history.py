@@ -55,13 +55,24 @@ def _check_entry(entry) -> str:
     return ""
 
 
+def _stamp(path: Path):
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns, st.st_ino
+
+
 class History:
     def __init__(self, path: Path):
         self.path = path
+        # The file as last read or appended by us: a bulk action of 10,000 images is a line of about a
+        # megabyte, and parsing the whole file again at every key would grow slower as the history grows.
+        self._cache: tuple[tuple, list[dict]] | None = None
 
     def read(self) -> list[dict]:
         """Every action in the file, oldest first; a broken line is a UserError naming it."""
         try:
+            stamp = _stamp(self.path)
+            if self._cache and self._cache[0] == stamp:
+                return list(self._cache[1])
             data = self.path.read_bytes()
         except FileNotFoundError:
             return []
@@ -85,6 +96,7 @@ class History:
                                 f"(undo then reaches back only to the lines after it)")
             seqs.add(entry["seq"])
             entries.append(entry)
+        self._cache = (stamp, list(entries))
         return entries
 
     @staticmethod
@@ -120,6 +132,7 @@ class History:
             f.write(line)
             f.flush()
             os.fsync(f.fileno())
+        self._cache = (_stamp(self.path), [*entries, entry])
         if created and hasattr(os, "O_DIRECTORY"):  # the new file's name must survive a power cut too
             fd = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
             try:

@@ -95,5 +95,6 @@ def test_min_confidence_drops_weak_boxes_and_the_index_has_the_column(in_tmp):
     conf = {r["path"]: float(r["confidence"]) for r in index}
     weak = conf["r2c1_face0.png"]
     assert weak == min(conf.values()) and all(c > weak + 1 for p, c in conf.items() if p != "r2c1_face0.png")
-    faces.run(FacesParams(cascade=str(CASCADE), workers=1, min_confidence=weak + 0.5), flat, in_tmp / "data/faces")
+    out = faces.run(FacesParams(cascade=str(CASCADE), workers=1, min_confidence=weak + 0.5), flat, in_tmp / "data/faces")
+    assert (out["faces"], out["dropped"], out["images_with_faces"]) == (2, 1, 1)
     assert [r["path"] for r in read_csv(in_tmp / "data/faces/index.csv")] == ["r0c5_face0.png", "r0c5_face1.png"]
