@@ -69,7 +69,7 @@ def _post(url: str, body) -> dict:
 
 def api_timings(base: str, n: int, repeat: int) -> dict:
     out = {"first_page": _ms(lambda: _get(f"{base}api/items?limit=100"), repeat),
-           "page_at_the_end": _ms(lambda: _get(f"{base}api/items?offset={n - 100}&limit=100"), repeat),
+           "page_at_the_end": _ms(lambda: _get(f"{base}api/items?offset={max(n - 100, 0)}&limit=100"), repeat),
            "weakest_faces_first": _ms(lambda: _get(f"{base}api/items?sort=confidence&kind=face&limit=100"), repeat),
            "one_folder": _ms(lambda: _get(f"{base}api/items?folder=game3.apk!chars7&limit=100"), repeat),
            "search": _ms(lambda: _get(f"{base}api/items?search=c99&limit=100"), repeat),
