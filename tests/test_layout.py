@@ -135,7 +135,7 @@ def test_a_non_editable_install_ships_the_page_and_every_subpackage(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     where, files = r.stdout.splitlines()
     assert Path(where).is_relative_to(target)
-    assert files == str(["index.html", "review.css", "review.js"])
+    assert files == str(["detail.js", "index.html", "review.css", "review.js"])
 
 
 def test_temp_repos_skip_only_what_training_wrote():

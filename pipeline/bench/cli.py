@@ -13,7 +13,8 @@ from pipeline.core.errors import UserError
 @click.group()
 def main():
     """Benchmarks: `train` (speed of the training step), `quality` (what G learns from real images),
-    `data` (speed of the unpack and faces stages) and `cache` (unpack cold against warm)."""
+    `data` (speed of the unpack and faces stages), `cache` (unpack cold against warm) and `review` (the
+    review page at many images)."""
 
 
 @main.command()
@@ -163,3 +164,16 @@ def studio(checkpoint, threads, device, page, clients):
     except UserError as e:
         raise click.ClickException(str(e))
     click.echo(json.dumps(result))
+
+
+@main.command()
+@click.option("--images", type=click.IntRange(1), default=10_000, show_default=True, help="images in the manifest")
+@click.option("--browser/--no-browser", default=True, show_default=True, help="also time the page in Chromium")
+@click.option("--size", type=click.IntRange(0, 3), default=0, show_default=True, help="thumbnail size, 0 = smallest")
+@click.option("--repeat", type=click.IntRange(1), default=5, show_default=True, help="tries per API timing")
+@click.option("--pages", type=click.IntRange(1), default=5, show_default=True, help="pages turned in the browser")
+def review(images, browser, size, repeat, pages):
+    """Time the review page on a generated manifest; the last line is JSON."""
+    from pipeline.bench.review import bench_review
+
+    click.echo(json.dumps(bench_review(images, browser, size, repeat, pages, echo=click.echo)))

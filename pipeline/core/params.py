@@ -50,6 +50,8 @@ class FacesParams:
     scale_factor: float = opt(1.1, "cascade pyramid step", min=1.01)
     min_neighbors: int = opt(5, "cascade detections needed to keep a box", min=0)
     min_size: int = opt(24, "smallest face box (px)", min=8)
+    min_confidence: float = opt(0.0, "drop boxes whose confidence (final-stage sum above its threshold) is "
+                                     "below this; 0 = keep every box the cascade accepts", min=0.0)
     expand: float = opt(2.0, "crop side = box side x expand (1 = the box; 2-3 = head to half body)", min=1.0)
     shift: float = opt(0.25, "move the crop centre down by this x box side (towards the body)", min=-1.0, max=1.0)
     workers: int = opt(0, "detection processes; 0 = all cores", min=0)

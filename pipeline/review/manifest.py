@@ -25,7 +25,7 @@ log = logging.getLogger("review")
 DECISION_COLUMNS = ["id", "status", "note"]
 MANIFEST_COLUMNS = ["id", "kind", "path", "source", "status", "reason", "auto_reason", "duplicate_of",
                     "asset", "image", "width", "height", "x", "y", "w", "h",
-                    "crop_x", "crop_y", "crop_w", "crop_h"]
+                    "crop_x", "crop_y", "crop_w", "crop_h", "confidence", "distance"]
 DATASET_COLUMNS = ["path", "id", "source", "asset", "width", "height"]
 STATUSES = ("keep", "reject")
 KINDS = ("fullbody", "face")
@@ -93,6 +93,7 @@ class Candidate:
     extra: dict                     # face box columns and the like, copied into the manifest
     auto_reason: str = ""
     duplicate_of: str = ""
+    distance: str = ""              # perceptual-hash bits to duplicate_of (0 for the same pixels)
 
 
 def _fingerprint(path: str) -> tuple[str, int, float]:
@@ -135,13 +136,14 @@ def auto_verdicts(cands: list[Candidate], min_size: int, blank_std: float, near_
                 c.auto_reason = "blank"
                 continue
             if digest in kept_digest:
-                c.auto_reason, c.duplicate_of = "duplicate", kept_digest[digest]
+                c.auto_reason, c.duplicate_of, c.distance = "duplicate", kept_digest[digest], "0"
                 continue
             if near_duplicate >= 0 and kept_hashes:
                 dist = _popcount64(np.array(kept_hashes, dtype=np.uint64) ^ np.uint64(phash))
                 j = int(dist.argmin())
                 if dist[j] <= near_duplicate:
                     c.auto_reason, c.duplicate_of = "near_duplicate", kept_ids[j]
+                    c.distance = str(int(dist[j]))
                     continue
             kept_digest[digest] = c.id
             kept_ids.append(c.id)
@@ -160,7 +162,7 @@ def apply_decisions(cands: list[Candidate], decisions: dict[str, Decision], defa
             status, reason = default, "default"
         rows.append({"id": c.id, "kind": c.kind, "path": c.path, "source": c.source, "status": status,
                      "reason": reason, "auto_reason": c.auto_reason, "duplicate_of": c.duplicate_of,
-                     "asset": c.asset, "width": c.width, "height": c.height, **c.extra})
+                     "distance": c.distance, "asset": c.asset, "width": c.width, "height": c.height, **c.extra})
     return rows
 
 

@@ -29,11 +29,20 @@ PAGE_LIMIT = 1000                      # most rows one /api/items request may as
 MAX_BODY = 4_000_000                   # bytes; "reject all" of 5,000 ids is about 100 kB
 ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,100}")
 FILE_ROUTE = re.compile(r"/(thumb|image|source)/([^/]+)")
-FILTERS = ("status", "kind", "source", "auto", "decided", "id", "duplicate_of")
+FILTERS = ("status", "kind", "source", "auto", "decided", "id", "duplicate_of", "folder", "search",
+           "size_min", "size_max", "sort")
+SORTS = ("", "confidence", "size")
+MAX_WHAT = 200                         # characters of an action's label in the undo history
 
 
 def parse_filters(query: dict) -> dict[str, str]:
     f = {k: one(query, k) for k in FILTERS}
+    for key in ("size_min", "size_max"):
+        f[key] = str(web.parse_int(query, key, 0, 0, 10**6)) if f[key] else ""
+    if f["sort"] not in SORTS:
+        raise RequestError(400, f"sort must be confidence or size, not {f['sort'][:40]!r}")
+    if len(f["search"]) > 200 or len(f["folder"]) > 1000:
+        raise RequestError(400, "search or folder is too long")
     if f["status"] not in ("", *STATUSES):
         raise RequestError(400, f"status must be keep or reject, not {f['status']!r}")
     if f["kind"] not in ("", *KINDS):
@@ -72,11 +81,16 @@ def parse_changes(body) -> list[tuple[str, str | None, str | None]]:
 class Handler(web.Handler):
     max_body = MAX_BODY
     static = web.static_files(STATIC, {"/": "index.html", "/static/review.js": "review.js",
-                                       "/static/review.css": "review.css"})
+                                       "/static/review.css": "review.css", "/static/detail.js": "detail.js"})
     routes = (("GET", "/api/items", "items"),
               ("GET", "/api/ids", "items"),
               ("GET", FILE_ROUTE, "file"),
-              ("POST", "/api/decisions", "decisions"))
+              ("GET", "/api/folders", "folders"),
+              ("GET", "/api/history", "history"),
+              ("GET", "/api/pair", "pair"),
+              ("POST", "/api/decisions", "decisions"),
+              ("POST", "/api/undo", "undo"),
+              ("POST", "/api/swap", "swap"))
     server: "ReviewServer"
 
     def items(self, url, query, _match) -> None:
@@ -89,7 +103,7 @@ class Handler(web.Handler):
             if url.path == "/api/ids":
                 return self.send_json({"ids": [r["id"] for r in rows]})
             reply = {"offset": offset, "limit": limit, "counts": store.counts(rows),
-                     "all": store.counts(store.rows), "sources": store.sources,
+                     "all": store.counts(store.rows),
                      "items": [store.item(r) for r in rows[offset:offset + limit]]}
         self.send_json(reply)
 
@@ -107,11 +121,56 @@ class Handler(web.Handler):
 
     def decisions(self, _url, _query, _match) -> None:
         store = self.server.store
-        previous = store.decide(parse_changes(self.read_json()))
+        body = self.read_json()
+        what = body.get("what", "") if isinstance(body, dict) else ""
+        if not isinstance(what, str) or len(what) > MAX_WHAT:
+            raise RequestError(400, f"what must be a label of at most {MAX_WHAT} characters")
+        previous = store.decide(parse_changes(body), what)
+        self._reply([p["id"] for p in previous], {"saved": len(previous), "previous": previous})
+
+    def _reply(self, ids: list[str], reply: dict) -> None:
+        """`reply` plus the changed images as the page shows them, the totals and what undo would do next."""
+        store = self.server.store
         with store.lock:
-            items = {p["id"]: store.item(store.by_id[p["id"]]) for p in previous if p["id"] in store.by_id}
-            self.send_json({"saved": len(previous), "previous": previous, "items": items,
-                            "all": store.counts(store.rows)})
+            reply["items"] = {rid: store.item(store.by_id[rid]) for rid in ids if rid in store.by_id}
+            reply["all"] = store.counts(store.rows)
+        reply["history"] = store.last_actions(1)
+        self.send_json(reply)
+
+    def undo(self, _url, _query, _match) -> None:
+        self.read_json()  # {} (read, so that a kept-alive connection's next request starts clean)
+        done = self.server.store.undo()
+        self._reply(done["ids"], done)
+
+    def swap(self, _url, _query, _match) -> None:
+        body = self.read_json()
+        rid = body.get("id") if isinstance(body, dict) else None
+        if not isinstance(rid, str) or not ID_PATTERN.fullmatch(rid):
+            raise RequestError(400, 'expected {"id": "<a duplicate\'s id>"}')
+        done = self.server.store.swap(rid)
+        self._reply([done["kept"], done["rejected"]], done)
+
+    def history(self, _url, query, _match) -> None:
+        self.send_json(self.server.store.last_actions(web.parse_int(query, "limit", 10, 1, 1000)))
+
+    def folders(self, _url, _query, _match) -> None:
+        store = self.server.store
+        store.refresh()
+        with store.lock:
+            self.send_json({"folders": sorted(store.folder_counts.items())})
+
+    def pair(self, _url, query, _match) -> None:
+        """A duplicate and the image it duplicates, side by side on the page."""
+        store = self.server.store
+        rid = one(query, "id")
+        store.refresh()
+        with store.lock:
+            row = store.by_id.get(rid)
+            if row is None:
+                raise RequestError(404, f"unknown id {rid[:100]!r}")
+            other = store.by_id.get(row.get("duplicate_of") or "")
+            self.send_json({"item": store.item(row), "other": store.item(other) if other else None,
+                            "duplicates": [r["id"] for r in store.rows if r.get("duplicate_of") == rid][:100]})
 
 
 class ReviewServer(web.Server):

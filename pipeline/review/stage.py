@@ -37,6 +37,7 @@ def candidates(flat_dir: Path, faces_dir: Path) -> list[Candidate]:
     for r in read_csv(faces_dir / "index.csv"):
         box = ",".join(r[k] for k in ("crop_x", "crop_y", "crop_w", "crop_h"))
         extra = {k: r[k] for k in ("image", "x", "y", "w", "h", "crop_x", "crop_y", "crop_w", "crop_h")}
+        extra["confidence"] = r.get("confidence", "")  # an index.csv from before the column: unknown
         out.append(Candidate(image_id("face", r["source"], r["asset"], f"{r['image']}@{box}"), "face",
                              f"{faces_dir.as_posix()}/{r['path']}", r["source"], r["asset"],
                              int(r["crop_w"]), int(r["crop_h"]), extra))

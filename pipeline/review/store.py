@@ -10,6 +10,7 @@ import hashlib
 import io
 import logging
 import threading
+from collections import Counter
 from pathlib import Path
 
 from PIL import Image
@@ -18,6 +19,7 @@ from pipeline.core import params
 from pipeline.core.errors import UserError
 from pipeline.core.files import write_bytes
 from pipeline.core.web import RequestError
+from pipeline.review.history import HISTORY, History, state
 from pipeline.review.manifest import STATUSES, Decision, read_decisions, read_manifest, write_decisions
 
 try:
@@ -33,6 +35,35 @@ THUMBS = Path(".cache/review-thumbs")  # outside every DVC output, so `dvc repro
 IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
 THUMB_SIDE = 256
 MAX_NOTE = 1000
+
+
+EXACT = ("status", "kind", "source", "auto", "decided", "id", "duplicate_of")  # filters on one value
+
+
+def _int(text, default: int) -> int:
+    try:
+        return int(float(text))
+    except (TypeError, ValueError):
+        return default
+
+
+def _float(text) -> float | None:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def folders(source: str) -> list[str]:
+    """The folders a source lies in: "game.apk!chars/c0.bundle" -> ["game.apk", "game.apk!chars"];
+    "units/a/b.png" -> ["units", "units/a"]. A game archive counts as a folder of its bundles."""
+    out, start = [], 0
+    for i, ch in enumerate(source):
+        if ch in "/!" and i > start:
+            out.append(source[:i])
+        if ch in "/!":
+            start = i + 1
+    return out
 
 
 def _stamp(path: Path):
@@ -61,7 +92,11 @@ class ReviewStore:
         self.rows: list[dict] = []
         self.by_id: dict[str, dict] = {}
         self.decisions: dict[str, Decision] = {}
-        self.sources: list[str] = []
+        self.folders_of: dict[str, set[str]] = {}
+        self.folder_counts: Counter = Counter()
+        self.search_text: dict[str, str] = {}
+        self.history = History(self.root / HISTORY)
+        self.history.read()  # a broken history is one line at start, not a surprise at the first key
         self.default = "keep"
         self._manifest_stamp = self._decisions_stamp = ()
         self.refresh()
@@ -80,8 +115,11 @@ class ReviewStore:
                     raise UserError(f"{self.manifest_path}: needs the columns id,kind,path; re-run `dvc repro`")
                 self.rows, self.by_id = rows, {r["id"]: r for r in rows}
                 self.default = self._default_status()
-                # A source reads "game.apk!path/of/bundle"; the page offers the games to filter by.
-                self.sources = sorted({r.get("source", "").split("!")[0] for r in rows})
+                # A source reads "game.apk!path/of/bundle" or "folder/file.png": the page filters by folder.
+                self.folders_of = {r["id"]: set(folders(r.get("source", ""))) for r in rows}
+                self.folder_counts = Counter(f for r in rows for f in self.folders_of[r["id"]])
+                self.search_text = {r["id"]: "\n".join((r.get("source", ""), r.get("asset", ""), r.get("path", ""),
+                                                        r["id"])).lower() for r in rows}
                 self._manifest_stamp = stamp
             stamp = _stamp(self.decisions_path)
             if stamp != self._decisions_stamp:
@@ -109,19 +147,35 @@ class ReviewStore:
         return self.default, "default", None
 
     def select(self, filters: dict[str, str]) -> list[dict]:
-        """Manifest rows (in manifest order) that match every non-empty filter (see FILTERS)."""
+        """Manifest rows that match every non-empty filter (see server.FILTERS), in manifest order or
+        by filters["sort"]: confidence (weakest face first) or size (smallest side first)."""
         self.refresh()
-        wanted = {key: value for key, value in filters.items() if value}
+        wanted = {key: value for key, value in filters.items() if value and key in EXACT}
+        search = (filters.get("search") or "").lower()
+        folder = filters.get("folder") or ""
+        low, high = _int(filters.get("size_min"), 0), _int(filters.get("size_max"), 10**9)
 
         def matches(row):
             status, _, decision = self.effective(row)
             facts = {"status": status, "kind": row["kind"], "source": row.get("source", ""), "id": row["id"],
                      "auto": row.get("auto_reason") or "none", "decided": "yes" if decision else "no",
                      "duplicate_of": row.get("duplicate_of", "")}
-            return all(facts[key] == value or (key == "source" and facts[key].startswith(value + "!"))
-                       for key, value in wanted.items())
+            if not all(facts[key] == value or (key == "source" and facts[key].startswith(value + "!"))
+                       for key, value in wanted.items()):
+                return False
+            if folder and folder not in self.folders_of[row["id"]]:
+                return False
+            if search and search not in self.search_text[row["id"]]:
+                return False
+            w, h = _int(row.get("width"), 0), _int(row.get("height"), 0)
+            return min(w, h) >= low and max(w, h) <= high
 
-        return [row for row in self.rows if matches(row)]
+        rows = [row for row in self.rows if matches(row)]
+        if filters.get("sort") == "confidence":  # rows without one (full-body images) go last
+            rows.sort(key=lambda r: (_float(r.get("confidence")) is None, _float(r.get("confidence")) or 0.0))
+        elif filters.get("sort") == "size":
+            rows.sort(key=lambda r: min(_int(r.get("width"), 0), _int(r.get("height"), 0)))
+        return rows
 
     def counts(self, rows: list[dict]) -> dict[str, int]:
         counts = {"total": len(rows), "keep": 0, "reject": 0, "decided": 0}
@@ -147,6 +201,7 @@ class ReviewStore:
                 "status": status, "reason": reason, "decided": decision is not None,
                 "note": decision.note if decision else "", "auto_reason": row.get("auto_reason", ""),
                 "duplicate_of": row.get("duplicate_of", ""), "size": ints("width", "height"),
+                "confidence": _float(row.get("confidence")), "distance": ints("distance")[0] if ints("distance") else None,
                 "box": ints("x", "y", "w", "h"), "crop": ints("crop_x", "crop_y", "crop_w", "crop_h"),
                 "v": stamp[0] if stamp else 0}
 
@@ -166,10 +221,11 @@ class ReviewStore:
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
-    def decide(self, changes: list[tuple[str, str | None, str | None]]) -> list[dict]:
+    def decide(self, changes: list[tuple[str, str | None, str | None]], what: str = "") -> list[dict]:
         """Apply (id, status or None = no decision, note or None = keep the old note); save at once.
 
-        Returns each id's previous decision, which is what an undo sends back.
+        The action goes to the undo history first, then to decisions.csv (see history.py for why).
+        Returns each id's previous decision, which is what an undo restores.
         """
         self.refresh()
         unknown = [rid for rid, _, _ in changes if rid not in self.by_id]
@@ -179,17 +235,70 @@ class ReviewStore:
         with self.lock, self._file_lock():
             # Read the file again: it may have been edited by hand or by another server since.
             current = read_decisions(self.decisions_path)
-            previous = []
+            entries = self.history.read()
+            previous, steps = [], []
             for rid, status, note in changes:
                 old = current.get(rid)
-                previous.append({"id": rid, "status": old.status if old else None, "note": old.note if old else ""})
-                if status is None:
-                    current.pop(rid, None)
-                else:
-                    current[rid] = Decision(status, (old.note if old else "") if note is None else note)
-            write_decisions(self.decisions_path, current)
-            self.decisions, self._decisions_stamp = current, _stamp(self.decisions_path)
+                before = state(old.status if old else None, old.note if old else "")
+                after = state(status, "" if status is None else (before["note"] if note is None else note))
+                previous.append({"id": rid, "status": before["status"], "note": before["note"]})
+                if after != before:
+                    steps.append({"id": rid, "before": before, "after": after})
+            if steps:
+                self.history.append(what or f"{len(steps)} change(s)", steps, entries)
+                self._write(current, steps, "after")
         return previous
+
+    def _write(self, current: dict[str, Decision], steps: list[dict], side: str) -> None:
+        for step in steps:
+            value = step[side]
+            if value["status"] is None:
+                current.pop(step["id"], None)
+            else:
+                current[step["id"]] = Decision(value["status"], value["note"])
+        write_decisions(self.decisions_path, current)
+        self.decisions, self._decisions_stamp = current, _stamp(self.decisions_path)
+
+    def undo(self) -> dict:
+        """Revert the newest action not yet undone (from any tab or any earlier session)."""
+        self.refresh()
+        with self.lock, self._file_lock():
+            entries = self.history.read()
+            stack = self.history.undoable(entries)
+            if not stack:
+                raise RequestError(409, "nothing to undo")
+            last = stack[-1]
+            current = read_decisions(self.decisions_path)
+            # Restore what each image had before; its state now becomes what a later look at the file shows.
+            steps = []
+            for step in last["changes"]:
+                old = current.get(step["id"])
+                steps.append({"id": step["id"], "before": state(old.status if old else None, old.note if old else ""),
+                              "after": step["before"]})
+            self.history.append(f"undo: {last.get('what', '')}", steps, entries, undoes=last["seq"])
+            self._write(current, steps, "after")
+        return {"undone": last.get("what", ""), "seq": last["seq"], "ids": [s["id"] for s in steps],
+                "left": len(stack) - 1}
+
+    def last_actions(self, limit: int) -> dict:
+        self.refresh()
+        stack = self.history.undoable(self.history.read())
+        return {"undoable": len(stack), "last": [{"seq": e["seq"], "what": e.get("what", ""), "time": e.get("time", ""),
+                                                  "count": len(e["changes"])} for e in reversed(stack[-limit:])]}
+
+    def swap(self, rid: str) -> dict:
+        """Of a duplicate and the image it duplicates, keep the other one (both decided by hand)."""
+        self.refresh()
+        row = self.by_id.get(rid)
+        if row is None:
+            raise RequestError(404, f"unknown id {rid!r}")
+        other = row.get("duplicate_of") or ""
+        if other not in self.by_id:
+            raise RequestError(409, f"{rid} duplicates no image of the manifest: nothing to swap")
+        this_kept = self.effective(row)[0] == "keep" and self.effective(self.by_id[other])[0] == "reject"
+        keep, reject = (other, rid) if this_kept else (rid, other)
+        self.decide([(keep, "keep", None), (reject, "reject", None)], f"swap: keep {keep}, reject {reject}")
+        return {"kept": keep, "rejected": reject}
 
     # --- files -----------------------------------------------------------------------------------
 

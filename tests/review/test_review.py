@@ -36,9 +36,10 @@ def make_project(root):
     faces.mkdir(parents=True)
     Image.open(flat / "a0.png").crop((10, 10, 90, 90)).save(faces / "a0_face0.png")
     write_csv(faces / "index.csv", ["path", "image", "x", "y", "w", "h", "crop_x", "crop_y", "crop_w",
-                                    "crop_h", "source", "asset"],
+                                    "crop_h", "source", "asset", "confidence"],
               [{"path": "a0_face0.png", "image": "data/flat/a0.png", "x": 30, "y": 30, "w": 40, "h": 40,
-                "crop_x": 10, "crop_y": 10, "crop_w": 80, "crop_h": 80, "source": "g.apk!b", "asset": "char0"}])
+                "crop_x": 10, "crop_y": 10, "crop_w": 80, "crop_h": 80, "source": "g.apk!b", "asset": "char0",
+                "confidence": "2.5000"}])
     (root / "review").mkdir()
 
 
@@ -58,6 +59,9 @@ def test_automatic_rejections_and_defaults(in_tmp):
     assert m["dup"]["duplicate_of"] in (m["char0"]["id"],)
     assert m["near"]["duplicate_of"] == m["char1"]["id"]
     assert m["char0:face"]["image"] == "data/flat/a0.png" and m["char0:face"]["crop_w"] == "80"
+    assert m["char0:face"]["confidence"] == "2.5000" and m["char0"]["confidence"] == ""
+    # The hash distance to the copy kept: 0 for the same pixels, the popcount of the XOR otherwise.
+    assert m["dup"]["distance"] == "0" and 0 <= int(m["near"]["distance"]) <= 4 and m["char1"]["distance"] == ""
     kept = read_csv(in_tmp / "data" / "dataset" / "fullbody" / "index.csv")
     assert sorted(r["asset"] for r in kept) == ["char0", "char1", "char2"]
     assert all((in_tmp / "data" / "dataset" / "fullbody" / r["path"]).exists() for r in kept)

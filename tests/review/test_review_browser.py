@@ -103,7 +103,7 @@ def test_reject_with_the_keyboard_survives_a_reload(page_url, page):
     with page.expect_response("**/api/decisions"):
         page.keyboard.press("x")
     assert decisions(root) == {FB[1]: "reject", FB[2]: "reject"}
-    with page.expect_response("**/api/decisions"):
+    with page.expect_response("**/api/undo"):
         page.keyboard.press("u")
     sync_api.expect(tile(page, FB[2])).to_have_class(classes("keep", "focus"))
     assert decisions(root) == {FB[1]: "reject"}
@@ -142,7 +142,7 @@ def test_reject_all_shown_and_undo_it(page_url, page):
         page.get_by_role("button", name="reject all 4 shown").click()
     sync_api.expect(page.locator(".tile.reject")).to_have_count(4)
     assert decisions(root) == {rid: "reject" for rid in FB}  # the face crop is not in this view
-    with page.expect_response("**/api/decisions"):
+    with page.expect_response("**/api/undo"):
         page.keyboard.press("u")
     sync_api.expect(page.locator(".tile.keep")).to_have_count(4)
     assert decisions(root) == {}

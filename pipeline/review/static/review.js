@@ -1,20 +1,35 @@
-// The review page: a grid of thumbnails, one page at a time. Every keep or reject is sent to the
-// server at once, which saves it to review/decisions.csv; nothing is kept only in the browser except
-// the undo history of this tab.
+// The review page: a grid of thumbnails, one screenful a page. Every keep, reject and note is sent to the
+// server at once, which saves it to review/decisions.csv and its undo history to review/history.jsonl;
+// the browser keeps only the thumbnail size (localStorage). detail.js draws the panel on the right.
 "use strict";
 
-const PAGE = 200;
-const FILTERS = ["status", "kind", "source", "auto", "decided", "id", "duplicate_of"];
-const state = { filters: {}, page: 0, items: [], focus: -1, total: 0, undo: [], changes: 0 };
+const FILTERS = ["status", "kind", "source", "auto", "decided", "id", "duplicate_of", "folder", "search",
+                 "size_min", "size_max", "sort"];
+// Picture side per thumbnail size (px). The smallest shows only the picture, its border the status:
+// 88 of them fit a 1280 x 720 window beside the detail panel (15 at the medium size, the default).
+const SIZES = [56, 88, 128, 200];
+const state = { filters: {}, page: 0, items: [], focus: -1, total: 0, changes: 0, perPage: 100,
+                size: sizeFromStorage() };
 const $ = (selector) => document.querySelector(selector);
 let queue = Promise.resolve(); // changes go to the server one after another, in the order they were made
-let detailTimer = 0;
+let busy = 0;                  // loads and saves in flight; tests wait for body[data-busy="0"]
+
+function sizeFromStorage() {
+  const size = parseInt(localStorage.getItem("review.size"), 10);
+  return size >= 0 && size < SIZES.length ? size : 2;
+}
 
 function el(tag, className, text) {
   const node = document.createElement(tag);
   if (className) node.className = className;
   if (text !== undefined) node.textContent = text; // never innerHTML: names come from game files
   return node;
+}
+
+function track(promise) {
+  busy++;
+  document.body.dataset.busy = "1";
+  return promise.finally(() => { if (--busy === 0) document.body.dataset.busy = "0"; });
 }
 
 async function api(url, body) {
@@ -35,7 +50,7 @@ function say(text, isError) {
 
 function enqueue(job) {
   queue = queue.then(job).catch((e) => say(`not saved: ${e.message}`, true));
-  return queue;
+  return track(queue);
 }
 
 // --- the view lives in the address, so a reload shows the same filter and page -------------------
@@ -64,13 +79,11 @@ function setFilters(filters) {
 }
 
 function syncForm() {
-  for (const select of $("#filters").querySelectorAll("select")) select.value = state.filters[select.name] || "";
+  for (const field of $("#filters").querySelectorAll("select, input")) field.value = state.filters[field.name] || "";
   const chips = $("#chips");
   chips.replaceChildren();
-  const games = [...$("#filters select[name=source]").options].map((option) => option.value);
   for (const key of ["id", "duplicate_of", "source"]) {
-    // The source list names whole games; one asset bundle in a game is shown as a chip instead.
-    if (!state.filters[key] || (key === "source" && games.includes(state.filters[key]))) continue;
+    if (!state.filters[key]) continue;
     const label = { id: "image", duplicate_of: "duplicates of", source: "from" }[key];
     const chip = el("span", "chip", `${label} ${state.filters[key]}`);
     const clear = el("button", "", "×");
@@ -82,18 +95,45 @@ function syncForm() {
   }
 }
 
-function fillSources(sources) {
-  const select = $("#filters select[name=source]");
-  if (select.options.length === sources.length + 1) return;
-  select.replaceChildren(el("option", "", "any"));
-  select.options[0].value = "";
-  for (const source of sources) {
-    const option = el("option", "", source);
-    option.value = source;
-    select.append(option);
-  }
-  select.value = state.filters.source || "";
-  syncForm();
+async function fillFolders() {
+  const { folders } = await api("/api/folders");
+  $("#folder-list").replaceChildren(...folders.map(([name, count]) => {
+    const option = el("option", "", `${count} images`);
+    option.value = name;
+    return option;
+  }));
+}
+
+// --- the thumbnail size, and how many thumbnails one screen holds --------------------------------
+
+function tileSize() {
+  const side = SIZES[state.size], gap = state.size === 0 ? 4 : 8;
+  return { side, gap, w: side + 6, h: side + 6 + (state.size === 0 ? 0 : 42) }; // 3 px border; name and buttons
+}
+
+function applySize() {
+  const grid = $("#grid"), t = tileSize();
+  grid.className = `size-${state.size}`;
+  grid.style.setProperty("--side", `${t.side}px`);
+  grid.style.setProperty("--tile-w", `${t.w}px`);
+  grid.style.setProperty("--tile-h", `${t.h}px`);
+  grid.style.setProperty("--gap", `${t.gap}px`);
+  $("#size").value = String(state.size);
+  // A page is what fits the grid without scrolling: one look, then one key (K) for the whole screen.
+  const pad = 16, cols = Math.floor((grid.clientWidth - pad + t.gap) / (t.w + t.gap));
+  const rows = Math.floor((grid.clientHeight - pad + t.gap) / (t.h + t.gap));
+  state.perPage = Math.min(Math.max(cols, 1) * Math.max(rows, 1), 1000);
+}
+
+function setSize(size) {
+  size = Math.min(Math.max(size, 0), SIZES.length - 1);
+  if (size === state.size) return;
+  const first = state.page * state.perPage;
+  state.size = size;
+  localStorage.setItem("review.size", String(size));
+  applySize();
+  state.page = Math.floor(first / state.perPage); // stay near the same images
+  load();
 }
 
 // --- loading and drawing ---------------------------------------------------------------------------
@@ -110,23 +150,27 @@ async function fresh(url) {
   }
 }
 
-async function load(keepFocus) {
+function load(keepFocus) {
+  return track(loadNow(keepFocus));
+}
+
+async function loadNow(keepFocus) {
   const mine = ++loads;
   writeHash();
   syncForm();
   try {
-    const data = await fresh(`/api/items?${query({ offset: state.page * PAGE, limit: PAGE })}`);
+    const data = await fresh(`/api/items?${query({ offset: state.page * state.perPage, limit: state.perPage })}`);
     if (mine !== loads) return; // a newer load is on its way
     if (!data.items.length && state.page > 0) { // past the end (fewer images than before): last page
-      state.page = Math.max(0, Math.ceil(data.counts.total / PAGE) - 1);
-      if (data.counts.total) return load(keepFocus);
+      state.page = Math.max(0, Math.ceil(data.counts.total / state.perPage) - 1);
+      if (data.counts.total) return loadNow(keepFocus);
     }
     state.items = data.items;
-    fillSources(data.sources);
     showCounts(data);
     renderGrid();
     const wanted = keepFocus ? Math.min(state.focus, state.items.length - 1) : 0;
     setFocus(state.items.length ? Math.max(wanted, 0) : -1);
+    prefetchNext();
   } catch (e) {
     say(e.message, true);
   }
@@ -137,12 +181,13 @@ function showCounts(data) {
   state.total = c.total;
   $("#counts").textContent = `${c.total} shown: ${c.keep} keep, ${c.reject} reject, ${c.decided} decided by hand` +
     ` (all ${all.total} images: ${all.keep} keep, ${all.reject} reject, ${all.decided} decided)`;
-  const pages = Math.max(1, Math.ceil(c.total / PAGE));
+  const pages = Math.max(1, Math.ceil(c.total / state.perPage));
   $("#pageinfo").textContent = `page ${state.page + 1} of ${pages}`;
   $("#prev").disabled = state.page === 0;
   $("#next").disabled = state.page + 1 >= pages;
+  $("#keep-all").textContent = `keep all ${c.total} shown`;
   $("#reject-all").textContent = `reject all ${c.total} shown`;
-  $("#reject-all").disabled = c.total === 0;
+  $("#keep-all").disabled = $("#reject-all").disabled = c.total === 0;
 }
 
 async function refreshCounts() {
@@ -156,14 +201,33 @@ function renderGrid() {
   grid.scrollTop = 0;
 }
 
+function thumbUrl(item) {
+  return `/thumb/${encodeURIComponent(item.id)}?v=${item.v}`; // v: the file's time, so a cached one is never stale
+}
+
+// While you look at a page, the next page's thumbnails are made and cached, so that turning to it is
+// quick. Only a head start: body[data-prefetched] names the page once done; nothing waits for it.
+async function prefetchNext() {
+  const mine = loads, next = state.page + 1;
+  if (next * state.perPage >= state.total) return;
+  try {
+    const data = await api(`/api/items?${query({ offset: next * state.perPage, limit: state.perPage })}`);
+    await Promise.all(data.items.map((item) => new Promise((done) => {
+      const img = new Image();
+      img.onload = img.onerror = done;
+      img.src = thumbUrl(item);
+    })));
+    if (mine === loads) document.body.dataset.prefetched = String(next + 1);
+  } catch { /* the page loads its thumbnails itself when turned to */ }
+}
+
 function makeTile(item, index) {
   const tile = el("div", "tile");
   tile.dataset.id = item.id;
   const pic = el("div", "pic");
   const img = el("img");
-  img.loading = "lazy"; // the browser fetches only the thumbnails that scroll into view
   img.alt = item.id;
-  img.src = `/thumb/${encodeURIComponent(item.id)}?v=${item.v}`;
+  img.src = thumbUrl(item);
   pic.append(img);
   pic.onclick = () => setFocus(index);
   const row = el("div", "row");
@@ -175,8 +239,7 @@ function makeTile(item, index) {
   keep.onclick = () => { setFocus(index); decide("keep"); };
   reject.onclick = () => { setFocus(index); decide("reject"); };
   row.append(el("span", "mark grow"), keep, reject);
-  const name = el("div", "name", `${item.kind === "face" ? "face" : "body"} · ${item.asset}`);
-  tile.append(pic, el("span", "badge"), name, row);
+  tile.append(pic, el("span", "badge"), el("div", "name"), row);
   paintTile(tile, item);
   return tile;
 }
@@ -184,12 +247,17 @@ function makeTile(item, index) {
 function paintTile(tile, item) {
   tile.classList.toggle("keep", item.status === "keep");
   tile.classList.toggle("reject", item.status === "reject");
+  tile.classList.toggle("noted", Boolean(item.note));
   const badge = tile.querySelector(".badge");
   badge.textContent = item.reason === "human" ? "by hand" : item.reason.replace("_", " ");
   badge.className = `badge ${item.reason}`;
   badge.hidden = item.reason === "default";
   tile.querySelector(".mark").textContent = item.status;
-  tile.title = `${item.id} (${item.kind})\n${item.source}\n${item.path}`;
+  const confidence = item.confidence === null ? "" : ` · ${item.confidence.toFixed(2)}`;
+  tile.querySelector(".name").textContent =
+    `${item.note ? "✎ " : ""}${item.kind === "face" ? "face" : "body"}${confidence} · ${item.asset}`;
+  tile.title = `${item.id} (${item.kind})\n${item.source}\n${item.path}` +
+    (item.confidence === null ? "" : `\nface confidence ${item.confidence}`) + (item.note ? `\nnote: ${item.note}` : "");
 }
 
 function setFocus(index) {
@@ -199,10 +267,7 @@ function setFocus(index) {
   if (index < 0 || !tiles[index]) return showDetail(null);
   tiles[index].classList.add("focus");
   tiles[index].scrollIntoView({ block: "nearest" });
-  // Load the full picture only once the arrow keys rest: each one can be megabytes, and a burst of them
-  // would hold up the browser's few connections, so that a keep or reject would wait behind them.
-  clearTimeout(detailTimer);
-  detailTimer = setTimeout(() => showDetail(state.items[index]), 150);
+  showDetailSoon(state.items[index]);
 }
 
 function columns() {
@@ -210,63 +275,6 @@ function columns() {
   let n = 0;
   while (n < tiles.length && tiles[n].offsetTop === tiles[0].offsetTop) n++;
   return Math.max(n, 1);
-}
-
-// --- the detail panel: a face crop is drawn on the picture it was cut from -----------------------
-
-function showDetail(item) {
-  const detail = $("#detail");
-  detail.replaceChildren();
-  if (!item) return detail.append(el("p", "hint", "No image picked."));
-  detail.append(el("h3", "", item.id));
-  const figure = el("div", "figure");
-  const img = el("img");
-  const isFace = item.kind === "face" && item.image && item.image !== item.path;
-  img.src = `/${isFace ? "source" : "image"}/${encodeURIComponent(item.id)}`;
-  img.alt = isFace ? "the image this face was cut from" : item.id;
-  figure.append(img);
-  detail.append(figure);
-  if (isFace) {
-    img.onload = () => {
-      for (const [rect, className] of [[item.crop, "crop"], [item.box, "box"]]) {
-        if (!rect) continue;
-        const mark = el("div", className);
-        const [x, y, w, h] = rect, W = img.naturalWidth, H = img.naturalHeight;
-        Object.assign(mark.style, { left: `${100 * x / W}%`, top: `${100 * y / H}%`,
-                                    width: `${100 * w / W}%`, height: `${100 * h / H}%` });
-        mark.title = className === "box" ? "detected face" : "the crop";
-        figure.append(mark);
-      }
-    };
-    const crop = el("img", "crop-alone");
-    crop.src = `/image/${encodeURIComponent(item.id)}`;
-    crop.alt = "the crop";
-    detail.append(el("p", "hint", "Red: the detected face. Dashed: the crop, also shown here:"), crop);
-  }
-  const facts = el("dl");
-  const fact = (name, value) => { if (value) facts.append(el("dt", "", name), el("dd", "", value)); };
-  fact("status", `${item.status} (${item.reason === "human" ? "decided by hand" : item.reason})`);
-  fact("automatic", item.auto_reason);
-  fact("note", item.note);
-  fact("kind", item.kind);
-  fact("source", item.source);
-  fact("asset", item.asset);
-  fact("file", item.path);
-  if (isFace) fact("cut from", item.image);
-  if (item.size) fact("size", `${item.size[0]} × ${item.size[1]}`);
-  detail.append(facts);
-  const bundle = el("button", "", "show everything from this asset");
-  bundle.type = "button";
-  bundle.onclick = () => setFilters({ source: item.source });
-  detail.append(bundle);
-  if (item.duplicate_of) {
-    const original = el("button", "", "show the image it duplicates");
-    const all = el("button", "", "show all its duplicates");
-    original.type = all.type = "button";
-    original.onclick = () => setFilters({ id: item.duplicate_of });
-    all.onclick = () => setFilters({ duplicate_of: item.duplicate_of });
-    detail.append(el("p", "", `duplicate of ${item.duplicate_of} `), original, all);
-  }
 }
 
 // --- changing decisions ------------------------------------------------------------------------------
@@ -282,16 +290,23 @@ function applyItems(items) {
   });
 }
 
-async function post(body, what, isUndo) {
-  const data = await api("/api/decisions", body);
-  if (!isUndo) state.undo.push(data.previous);
+function showUndo(history) {
+  const last = history && history.last[0];
+  $("#undo").disabled = !last;
+  $("#undo").title = last ? `undo: ${last.what} (u)` : "nothing to undo";
+}
+
+async function post(url, body, what) {
+  const data = await api(url, body);
   applyItems(data.items);
-  say(`saved: ${what}`);
+  showUndo(data.history);
+  say(what(data));
   await refreshCounts();
+  return data;
 }
 
 function send(body, what) {
-  return enqueue(() => post(body, what, false));
+  return enqueue(() => post("/api/decisions", body, () => `saved: ${what}`));
 }
 
 function decide(status) {
@@ -299,7 +314,7 @@ function decide(status) {
   if (!item) return;
   // Show the change at once; the server's answer confirms it, or the old state comes back.
   paintTile($("#grid").querySelectorAll(".tile")[index], { ...item, status, reason: "human" });
-  send({ ids: [item.id], status }, `${item.id} ${status}`).then(() => {
+  send({ ids: [item.id], status, what: `${status} ${item.id}` }, `${item.id} ${status}`).then(() => {
     if (state.items[index] === item) paintTile($("#grid").querySelectorAll(".tile")[index], item);
   });
   if (state.focus + 1 < state.items.length) setFocus(state.focus + 1); // on to the next picture
@@ -307,32 +322,57 @@ function decide(status) {
 
 function undo() {
   enqueue(async () => {
-    const previous = state.undo.pop(); // taken inside the queue: the change to undo may still be on its way
-    if (!previous) return say("nothing to undo");
-    try {
-      await post({ changes: previous }, `undid ${previous.length} change(s)`, true);
-    } catch (e) {
-      state.undo.push(previous); // not undone: keep it for another try
-      throw e;
-    }
-    const index = state.items.findIndex((item) => item.id === previous[0].id);
+    const data = await post("/api/undo", {}, (d) => `undid: ${d.undone}`);
+    const index = state.items.findIndex((item) => data.ids.includes(item.id));
     if (index >= 0) setFocus(index);
   });
 }
 
-async function rejectAllShown() {
-  if (!state.total || !confirm(`Reject all ${state.total} images this filter shows (on every page)?`)) return;
+function swap() {
+  const item = state.items[state.focus];
+  if (!item) return;
+  if (!item.duplicate_of) return say("s swaps a duplicate with the copy it duplicates: pick a duplicate", true);
+  enqueue(() => post("/api/swap", { id: item.id }, (d) => `kept ${d.kept}, rejected ${d.rejected} (u undoes)`));
+}
+
+function allShown(status) {
+  return track(allShownNow(status));
+}
+
+async function allShownNow(status) {
+  if (!state.total || !confirm(`${status === "keep" ? "Keep" : "Reject"} all ${state.total} images this filter ` +
+                               `shows (on every page)?`)) return;
   try {
     const { ids } = await api(`/api/ids?${query({})}`);
-    await send({ ids, status: "reject" }, `${ids.length} images rejected (u undoes)`);
+    const what = `${status} all ${ids.length} shown`;
+    await send({ ids, status, what }, `${ids.length} images ${status === "keep" ? "kept" : "rejected"} (u undoes)`);
     await load(true);
   } catch (e) {
     say(e.message, true);
   }
 }
 
+function keepRestOfPage() {
+  return track(keepRestOfPageNow());
+}
+
+async function keepRestOfPageNow() {
+  const first = state.items.length ? state.items[0].id : null;
+  // Chosen in the queue, after the keys pressed before it have been saved and shown.
+  await enqueue(async () => {
+    // Automatic rejections (duplicates, blanks) stay as they are: K confirms what the page shows as kept.
+    const ids = state.items.filter((item) => !item.decided && !item.auto_reason).map((item) => item.id);
+    if (ids.length) await post("/api/decisions", { ids, status: "keep", what: `keep ${ids.length} on page ${state.page + 1}` },
+                               () => `${ids.length} kept (u undoes)`);
+  });
+  await load();
+  // The same images still shown (no filter on decisions): go on to the next page. Under a filter such
+  // as "decided by hand: no" the kept ones drop out, and this page already holds the next ones.
+  if (state.items.length && state.items[0].id === first) turnPage(1);
+}
+
 function turnPage(step) {
-  const pages = Math.max(1, Math.ceil(state.total / PAGE));
+  const pages = Math.max(1, Math.ceil(state.total / state.perPage));
   const page = Math.min(Math.max(state.page + step, 0), pages - 1);
   if (page !== state.page) { state.page = page; load(); }
 }
@@ -341,16 +381,16 @@ document.addEventListener("keydown", (e) => {
   if (e.ctrlKey || e.metaKey || e.altKey || e.target.closest("select, input, textarea")) return;
   const last = state.items.length - 1;
   const moves = { ArrowRight: 1, ArrowLeft: -1, ArrowDown: columns(), ArrowUp: -columns() };
+  const keys = { k: () => decide("keep"), x: () => decide("reject"), u: undo, s: swap, K: keepRestOfPage,
+                 n: () => turnPage(1), p: () => turnPage(-1), c: editNote,
+                 "-": () => setSize(state.size - 1), "+": () => setSize(state.size + 1),
+                 "=": () => setSize(state.size + 1) };
   if (e.key in moves) {
     if (last >= 0) setFocus(Math.min(Math.max(state.focus + moves[e.key], 0), last));
   } else if (e.key === "Home" || e.key === "End") {
     if (last >= 0) setFocus(e.key === "Home" ? 0 : last);
-  } else if (e.key === "k" || e.key === "x") {
-    decide(e.key === "k" ? "keep" : "reject");
-  } else if (e.key === "u") {
-    undo();
-  } else if (e.key === "n" || e.key === "p") {
-    turnPage(e.key === "n" ? 1 : -1);
+  } else if (e.key in keys) {
+    keys[e.key]();
   } else {
     return;
   }
@@ -360,14 +400,21 @@ document.addEventListener("keydown", (e) => {
 $("#filters").addEventListener("change", (e) => {
   const f = { ...state.filters };
   if (e.target.value) f[e.target.name] = e.target.value; else delete f[e.target.name];
-  e.target.blur(); // so that the arrow keys move through the pictures again, not through this list
+  e.target.blur(); // so that the arrow keys move through the pictures again, not through this field
   setFilters(f);
 });
+$("#filters").addEventListener("submit", (e) => e.preventDefault());
+$("#size").addEventListener("change", (e) => { e.target.blur(); setSize(parseInt(e.target.value, 10)); });
 $("#prev").onclick = () => turnPage(-1);
 $("#next").onclick = () => turnPage(1);
 $("#undo").onclick = undo;
-$("#reject-all").onclick = rejectAllShown;
+$("#keep-page").onclick = keepRestOfPage;
+$("#keep-all").onclick = () => allShown("keep");
+$("#reject-all").onclick = () => allShown("reject");
 window.addEventListener("hashchange", () => { readHash(); load(); });
+window.addEventListener("resize", () => { const before = state.perPage; applySize(); if (state.perPage !== before) load(true); });
 
 readHash();
-load();
+applySize();
+track(Promise.all([load(), fillFolders().catch((e) => say(e.message, true)),
+                   api("/api/history?limit=1").then(showUndo).catch(() => {})]));
