@@ -4,7 +4,9 @@ import subprocess
 import sys
 
 import pytest
+from PIL import Image
 
+from pipeline.train import checkpoint
 from tests.helpers.dvc_project import dvc, env, make_repo, ran_stages
 from tests.helpers.tiny import TINY_MODEL, tiny_schedule
 
@@ -88,3 +90,33 @@ def test_experiment_then_compare_two_runs(repo, tmp_path):
         assert html.count(name) >= 2, name          # a baseline image and a workspace image
     assert "res8.png" in html                     # only the progressive baseline grew through 8
     assert not (repo / "eval/grids/res8.png").exists()
+
+
+def test_a_tall_experiment_trains_evaluates_and_draws_tall(repo, tmp_path):
+    """`dvc exp run -S model.aspect=2`: every train stage and evaluate re-run; the model is 16 tall x 8 wide."""
+    subprocess.run(["git", "checkout", "-q", "."], cwd=repo, check=True)      # back to the square baseline
+    dvc(repo, "checkout", "-q")
+    try:
+        ran = ran_stages(dvc(repo, "exp", "run", "-S", "model.aspect=2").stdout)
+        assert {"train@8", "train@16", "evaluate"} <= set(ran) and "review" not in ran, ran
+        state = checkpoint.load(repo / "models/res16/checkpoint.pt")
+        assert state["aspect"] == 2 and state["res"] == 16
+        metrics = json.loads((repo / "eval/metrics.json").read_text())
+        assert list(metrics["swd_levels"]) == ["16"]          # 16x8: the short side is 8, no level below
+        uncurated = Image.open(repo / "eval/grids/uncurated.png")
+        assert uncurated.width < uncurated.height             # 2 rows x 3 columns of tall cells (square: wider)
+        out = tmp_path / "drawn"
+        r = subprocess.run([sys.executable, "-m", "stages.generate", "--checkpoint", "models/res16", "--seeds", "0-1",
+                            "--out", str(out)], cwd=repo, env=env(), capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        assert [Image.open(p).size for p in sorted(out.glob("*.png"))] == [(8, 16), (8, 16)]
+        # The tall model evaluated with params.yaml saying square: one line, nothing written
+        subprocess.run(["git", "checkout", "-q", "params.yaml"], cwd=repo, check=True)
+        before = (repo / "eval/metrics.json").read_bytes()
+        r = subprocess.run([sys.executable, "-m", "stages.evaluate"], cwd=repo, env=env(), capture_output=True,
+                           text=True)
+        assert r.returncode == 1 and "was trained at model.aspect 2" in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr and (repo / "eval/metrics.json").read_bytes() == before
+    finally:
+        subprocess.run(["git", "checkout", "-q", "."], cwd=repo, check=True)
+        dvc(repo, "checkout", "-q")
