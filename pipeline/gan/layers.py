@@ -182,13 +182,14 @@ class NoiseInput(nn.Module):
     """Adds one-channel noise scaled per channel (StyleGAN) or by one scalar (StyleGAN2)."""
 
     def __init__(self,
-        res: int,                   # Side of the feature maps it is added to.
+        res: int,                   # Height of the feature maps it is added to.
         channels: int,              # Learned scales: feature channels, or 1 for a single scalar.
         generator: torch.Generator, # Draws the fixed "const" noise, so it is the same for every build.
+        width: int | None = None,   # Width of those maps (None: res, square).
     ):
         super().__init__()
         self.strength = nn.Parameter(torch.zeros([channels]))
-        self.register_buffer("const", torch.randn([1, 1, res, res], generator=generator))
+        self.register_buffer("const", torch.randn([1, 1, res, width or res], generator=generator))
 
     def forward(self, x: torch.Tensor, noise_mode: str) -> torch.Tensor:
         assert noise_mode in ("random", "const", "none"), noise_mode
@@ -196,6 +197,7 @@ class NoiseInput(nn.Module):
             return x
         if noise_mode == "const":
             noise = self.const
+            assert noise.shape[2:] == x.shape[2:], f"noise buffer {list(noise.shape[2:])}, maps {list(x.shape[2:])}"
         else:
             N, _, H, W = x.shape
             noise = torch.randn([N, 1, H, W], device=x.device, dtype=x.dtype)

@@ -85,7 +85,7 @@ class Trainer:
         if self.batch % group:
             raise UserError(f"train.schedule.{plan.res}.batch {plan.batch} gives {self.batch} image(s) per process, "
                             f"which D's minibatch-stddev groups of {group} do not divide: use a multiple of {group}")
-        self.r1_gamma = tp.gamma(plan.res, plan.batch)
+        self.r1_gamma = tp.gamma(plan.res, plan.batch, mp.aspect)
         torch.manual_seed(tp.seed)
         # This stage's own networks, up to its resolution: what it learns cannot depend on how far the
         # run will go (train.final_res), so raising final_res re-trains only the new resolutions.
