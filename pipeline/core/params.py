@@ -84,7 +84,8 @@ class TrainParams:
     start_res: int = opt(8, "first resolution trained", choices=RESOLUTIONS)
     final_res: int = opt(32, "last resolution trained", choices=RESOLUTIONS)
     progressive: bool = opt(True, "grow from start_res; false = train final_res from scratch")
-    fit: str = opt("letterbox", "how non-square images become square", choices=("letterbox", "crop"))
+    fit: str = opt("letterbox", "how images come to model.aspect (square, or 1:2): pad on the background or "
+                                "centre-crop", choices=("letterbox", "crop"))
     freeze_lower: bool = opt(False, "fix the layers of lower resolutions while a new one trains (the paper)")
     schedule: dict = opt(_schedule_default(), "per resolution: batch, lr, fade_kimg, stable_kimg")
     scratch_kimg: float = opt(0.0, "images (thousands) for progressive=false; 0 = as many as the "

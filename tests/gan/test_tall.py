@@ -154,3 +154,17 @@ def test_diffaugment_translation_and_cutout_follow_height_and_width():
         shifts.add((dy, dx))
         assert abs(dy) <= 2 and abs(dx) <= 1
     assert any(abs(dy) == 2 for dy, _ in shifts) and any(abs(dx) == 1 for _, dx in shifts)
+
+
+@pytest.mark.parametrize("shape", [(4, 2), (8, 4), (16, 8), (4, 4), (8, 8)])
+def test_resampling_convs_equal_the_plain_pair_on_tall_and_square_maps(shape):
+    import torch.nn.functional as F
+
+    from pipeline.gan.layers import _fused_kernel, conv_down2, conv_up2
+
+    g = torch.Generator().manual_seed(0)
+    x, w = torch.randn(2, 6, *shape, generator=g), torch.randn(5, 6, 3, 3, generator=g)
+    torch.testing.assert_close(conv_up2(x, w), F.conv2d(upsample(x, 2), w, padding=1), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(conv_down2(x, w), downsample(F.conv2d(x, w, padding=1), 2), atol=1e-4, rtol=1e-4)
+    p = F.pad(w, [1, 1, 1, 1])      # the fused kernel, summed the plain way: the same bits
+    assert torch.equal(_fused_kernel(w), p[..., 1:, 1:] + p[..., :-1, 1:] + p[..., 1:, :-1] + p[..., :-1, :-1])
