@@ -44,8 +44,10 @@ def main():
               help="random images in the synthetic data set")
 @click.option("--threads", type=click.IntRange(0), default=0, help="CPU threads for torch; 0 = torch's default")
 @click.option("--fast", is_flag=True, help="bf16, channels_last, fused Adam and compile together")
+@click.option("--aspect", type=click.Choice(["1", "2"]), default="1", show_default=True,
+              help="model.aspect: 1 square, 2 tall (--res px tall, half as wide)")
 def train(res, batch, arch, cbase, cmax, map_layers, z_dim, kimg, warmup, device, precision, channels_last,
-          compile_, cuda_graphs, fused_adam, augment, log_every, images, threads, fast):
+          compile_, cuda_graphs, fused_adam, augment, log_every, images, threads, fast, aspect):
     """Time full training steps on random images; the last line is JSON."""
     if fast:
         precision, channels_last, fused_adam, compile_ = "bf16", True, True, True
@@ -54,7 +56,7 @@ def train(res, batch, arch, cbase, cmax, map_layers, z_dim, kimg, warmup, device
 
         result = bench_train(int(res), batch, arch, cbase, cmax, map_layers, z_dim, kimg, warmup, device,
                              precision, channels_last, compile_, cuda_graphs, fused_adam, augment, log_every,
-                             images, threads, echo=click.echo)
+                             images, threads, echo=click.echo, aspect=int(aspect))
     except UserError as e:   # e.g. --device cuda without a GPU: one line, no traceback
         raise click.ClickException(str(e))
     click.echo(json.dumps(result))
@@ -81,7 +83,7 @@ def _gamma(ctx, param, value):
 @click.option("--batch", type=click.IntRange(2), default=32, show_default=True)
 @click.option("--lr", type=click.FloatRange(0, min_open=True), default=0.0025, show_default=True)
 @click.option("--gamma", callback=_gamma, default="auto", show_default=True,
-              help="R1 weight, or auto = 0.0002 x res^2 / batch")
+              help="R1 weight, or auto = 0.0002 x H x W / batch")
 @click.option("--pl-weight", type=click.FloatRange(0), default=2.0, show_default=True)
 @click.option("--mixing", type=click.FloatRange(0, 1), default=0.9, show_default=True, help="style mixing")
 @click.option("--ema-kimg", type=click.FloatRange(0), default=10.0, show_default=True)
@@ -96,13 +98,17 @@ def _gamma(ctx, param, value):
 @click.option("--threads", type=click.IntRange(0), default=0, help="CPU threads for torch; 0 = torch's default")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=str), default="bench-quality", show_default=True)
+@click.option("--aspect", type=click.Choice(["1", "2"]), default="1", show_default=True,
+              help="model.aspect: 1 square, 2 tall (--res px tall, half as wide)")
+@click.option("--fit", type=click.Choice(["letterbox", "crop"]), default="letterbox", show_default=True,
+              help="how the --images are brought to the aspect (train.fit)")
 def quality(**flags):
     """Train one resolution on real images, then score G_ema's fakes; the last line is JSON."""
     from pipeline.bench.quality import bench_quality
     from pipeline.core.runner import setup_logging
 
     setup_logging("bench")
-    args = {**flags, "res": int(flags["res"])}
+    args = {**flags, "res": int(flags["res"]), "aspect": int(flags["aspect"])}
     try:
         result = bench_quality(**{**args, "images": Path(args["images"]), "out": Path(args["out"])})
     except UserError as e:   # a folder without images, --device cuda without a GPU: one line

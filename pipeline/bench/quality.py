@@ -1,8 +1,8 @@
 """How well the generator learns real art (`python -m pipeline.bench quality --images DIR ...`).
 
 Trains one resolution from scratch with the stages' own Trainer and losses for `kimg` thousand images
-(reals from any folder of images, packed as train@R packs them: letterboxed on white, no x-flip; the
-rest as NVlabs' StyleGAN2 config), then draws `fakes` images from G_ema (fresh noise, psi 1) and scores
+(reals from any folder of images, packed as train@R packs them: letterboxed on white (or cropped,
+--fit) to --aspect, no x-flip; the rest as NVlabs' StyleGAN2 config), then draws `fakes` images from G_ema (fresh noise, psi 1) and scores
 them against as many reals: SWD (pipeline.evaluate.metrics) and the grid-artefact and high-frequency
 figures (pipeline.evaluate.artefacts), each with the reals' own figure beside it. Writes OUT/fakes/*.png
 and OUT/grid.png; the last line on stdout is one JSON object. Same seed on a CPU with one thread: the
@@ -69,7 +69,8 @@ def _reals_and_baseline(reals: np.ndarray, n: int, seed: int):
 def bench_quality(images: Path, res: int, arch: str, cbase: int, cmax: int, z_dim: int, map_layers: int,
                   batch: int, lr: float, gamma: str, pl_weight: float, mixing: float, ema_kimg: float,
                   augment: str, kimg: float, fakes: int, seed: int, threads: int, out: Path,
-                  device: str = "auto", log_every: int = 10, minutes: float = 0.0, ada_kimg: float = 500.0) -> dict:
+                  device: str = "auto", log_every: int = 10, minutes: float = 0.0, ada_kimg: float = 500.0,
+                  aspect: int = 1, fit: str = "letterbox") -> dict:
     from tqdm import tqdm
 
     from pipeline.bench.train import make_trainer, run_steps
@@ -78,14 +79,14 @@ def bench_quality(images: Path, res: int, arch: str, cbase: int, cmax: int, z_di
         torch.set_num_threads(threads)
     paths = find_images(images)
     start = time.perf_counter()
-    packed = pack_array(paths, res, "letterbox", (255, 255, 255))
-    log.info("packed %d image(s) of %s at %dx%d in %.1f s", len(packed), images, res, res,
+    packed = pack_array(paths, res, fit, (255, 255, 255), aspect)
+    log.info("packed %d image(s) of %s at %dx%d (%s) in %.1f s", len(packed), images, res, res // aspect, fit,
              time.perf_counter() - start)
     # "auto" goes through train.r1_gamma's own rule (TrainParams.gamma), as the stages resolve it
     trainer = make_trainer(res, batch, arch, cbase, cmax, map_layers, z_dim, device, "fp32", False, False,
                            False, False, augment, log_every, seed=seed, pl_weight=pl_weight,
                            r1_gamma=gamma if gamma == "auto" else float(gamma), style_mixing=mixing,
-                           ema_kimg=ema_kimg, lr=lr, ada_kimg=ada_kimg)
+                           ema_kimg=ema_kimg, lr=lr, ada_kimg=ada_kimg, aspect=aspect)
     source = ImageSource(packed, trainer.rt.device, mirror=False)
     steps = math.ceil(kimg * 1000 / batch)
     losses: dict[str, float] = {}
@@ -114,6 +115,7 @@ def bench_quality(images: Path, res: int, arch: str, cbase: int, cmax: int, z_di
     folder = Path(out) / "fakes"
     if folder.exists():
         shutil.rmtree(folder)              # no fakes of an earlier run left among these
+    assert fake.shape[1:3] == packed.shape[1:3], (fake.shape, packed.shape)     # tall fakes for tall reals
     for i, img in enumerate(fake):
         save_image(folder / f"{i:05d}.png", Image.fromarray(img, "RGB"))
     save_image(Path(out) / "grid.png", layout(fake[:GRID_SIDE * GRID_SIDE], GRID_SIDE, GRID_SIDE))
@@ -126,7 +128,7 @@ def bench_quality(images: Path, res: int, arch: str, cbase: int, cmax: int, z_di
         "swd_real_baseline": round(baseline["swd"], 4),
         **artefacts(fake), **{f"{k}_real": v for k, v in artefacts(reals).items()},
         "s_per_kimg": round(seconds / (done * batch) * 1000, 3), "reals": int(len(packed)),
-        "scored_images": n, "gamma_value": trainer.r1_gamma, "train_seconds": round(seconds, 2),
+        "scored_images": n, "height": res, "width": res // aspect, "gamma_value": trainer.r1_gamma, "train_seconds": round(seconds, 2),
         "steps": done, "kimg_trained": done * batch / 1000, "augment_p": round(trainer.augment.probability, 6), "losses": {k: round(v, 4) for k, v in losses.items()},
         "ran_on": str(trainer.rt.device), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
     }

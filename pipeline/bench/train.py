@@ -2,6 +2,7 @@
 
   python -m pipeline.bench train --res 256 --batch 64 --arch stylegan2 --cbase 16384 --cmax 512 \\
       --map-layers 2 --kimg 5 --device cuda --precision bf16 --channels-last --compile
+  python -m pipeline.bench train --res 32 --aspect 2 ...     (32 tall, 16 wide: model.aspect 2)
   python -m pipeline.bench data --copies 25 --workers 1 --workers 2
 
 `train` times the stages' own Trainer.step (D and G updates, lazy R1 every 16 steps, path length
@@ -28,10 +29,11 @@ from pipeline.train.trainer import Trainer
 R1_INTERVAL, PL_INTERVAL, PL_WEIGHT, STYLE_MIXING = 16, 4, 2.0, 0.9   # StyleGAN2's, as the figures to beat
 
 
-def SyntheticSource(count: int, res: int, device: torch.device, seed: int = 0) -> ImageSource:
-    """Random uint8 images served by the stages' own ImageSource (kept on the training device)."""
+def SyntheticSource(count: int, res: int, device: torch.device, seed: int = 0, aspect: int = 1) -> ImageSource:
+    """Random uint8 images, res tall and res / aspect wide, served by the stages' own ImageSource (kept on
+    the training device)."""
     rng = np.random.default_rng(seed)
-    return ImageSource(rng.integers(0, 256, (count, res, res, 3), dtype=np.uint8), device)
+    return ImageSource(rng.integers(0, 256, (count, res, res // aspect, 3), dtype=np.uint8), device)
 
 
 def device_name(device: torch.device) -> str:
@@ -56,7 +58,7 @@ def make_trainer(res: int, batch: int, arch: str, cbase: int, cmax: int, map_lay
                  device: str, precision: str, channels_last: bool, compile: bool, cuda_graphs: bool,
                  fused_adam: bool, augment: str, log_every: int, seed: int = 0,
                  pl_weight: float = PL_WEIGHT, r1_gamma: float | str = 1.0, style_mixing: float = STYLE_MIXING,
-                 ema_kimg: float = 10.0, lr: float = 0.002, ada_kimg: float = 500.0) -> Trainer:
+                 ema_kimg: float = 10.0, lr: float = 0.002, ada_kimg: float = 500.0, aspect: int = 1) -> Trainer:
     """A Trainer set up as the stage sets it up (same params, same runtime), at one resolution; the
     rest as NVlabs' StyleGAN2 config (lazy R1 every 16, path length every 4, EMA ramp-up 0.05,
     minibatch-stddev group 4)."""
@@ -70,7 +72,7 @@ def make_trainer(res: int, batch: int, arch: str, cbase: int, cmax: int, map_lay
         "log_every": log_every, "seed": seed, "device": device, "precision": precision,
         "channels_last": channels_last, "compile": compile, "cuda_graphs": cuda_graphs, "fused_adam": fused_adam})
     mp = params.parse("model", {"arch": arch, "mapping_layers": map_layers, "z_dim": z_dim, "w_dim": z_dim,
-                                "cbase": cbase, "cmax": cmax})
+                                "cbase": cbase, "cmax": cmax, "aspect": aspect})
     plan = StagePlan(res, True, "benchmark", None, 0.0, 1.0, batch, lr)
     return Trainer(plan, tp, mp, runtime(tp))
 
@@ -98,19 +100,19 @@ def bench_train(res: int = 32, batch: int = 16, arch: str = "stylegan2", cbase: 
                 device: str = "auto", precision: str = "fp32", channels_last: bool = False,
                 compile: bool = False, cuda_graphs: bool = False, fused_adam: bool = False,
                 augment: str = "none", log_every: int = 10, images: int = 1024, threads: int = 0,
-                echo=print) -> dict:
+                echo=print, aspect: int = 1) -> dict:
     """Build, warm up, time whole steps; return the figures and the settings (also echoed)."""
     if threads > 0:
         torch.set_num_threads(threads)
     trainer = make_trainer(res, batch, arch, cbase, cmax, map_layers, z_dim, device, precision,
-                           channels_last, compile, cuda_graphs, fused_adam, augment, log_every)
+                           channels_last, compile, cuda_graphs, fused_adam, augment, log_every, aspect=aspect)
     rt = trainer.rt
-    source = SyntheticSource(images, res, rt.device)
+    source = SyntheticSource(images, res, rt.device, aspect=aspect)
     # A whole number of R1 and path-length cycles, so the timed steps hold their fair share of both.
     cycle = math.lcm(R1_INTERVAL, PL_INTERVAL)
     steps = max(cycle, math.ceil(kimg * 1000 / batch / cycle) * cycle)
     settings = {
-        "res": res, "batch": batch, "arch": arch, "cbase": cbase, "cmax": cmax, "map_layers": map_layers,
+        "res": res, "aspect": aspect, "height": res, "width": res // aspect, "batch": batch, "arch": arch, "cbase": cbase, "cmax": cmax, "map_layers": map_layers,
         "z_dim": z_dim, "w_dim": z_dim, "channels": {r: min(cbase // r, cmax) for r in trainer.G.resolutions},
         "r1_interval": R1_INTERVAL, "pl_interval": PL_INTERVAL,
         "pl_weight": PL_WEIGHT if arch == "stylegan2" else 0.0,     # path length is StyleGAN2's only

@@ -86,13 +86,15 @@ class TrainParams:
     start_res: int = opt(8, "first resolution trained", choices=RESOLUTIONS)
     final_res: int = opt(32, "last resolution trained", choices=RESOLUTIONS)
     progressive: bool = opt(True, "grow from start_res; false = train final_res from scratch")
-    fit: str = opt("letterbox", "how non-square images become square", choices=("letterbox", "crop"))
+    fit: str = opt("letterbox", "how images come to model.aspect (square, or 1:2): pad on the background or "
+                                "centre-crop", choices=("letterbox", "crop"))
     freeze_lower: bool = opt(False, "fix the layers of lower resolutions while a new one trains (the paper)")
     schedule: dict = opt(_schedule_default(), "per resolution: batch, lr, fade_kimg, stable_kimg")
     scratch_kimg: float = opt(0.0, "images (thousands) for progressive=false; 0 = as many as the "
                                    "progressive schedule shows in all", min=0.0)
-    r1_gamma: float | str = opt("auto", "R1 penalty weight on reals; auto = 0.0002 x res^2 / batch of each "
-                                        "stage (StyleGAN2-ADA's heuristic)", min=0.0, or_auto=True)
+    r1_gamma: float | str = opt("auto", "R1 penalty weight on reals; auto = 0.0002 x H x W / batch of each "
+                                        "stage (StyleGAN2-ADA's heuristic; H x W = res^2 when square)",
+                                min=0.0, or_auto=True)
     r1_interval: int = opt(16, "lazy R1: every N discriminator steps", min=1)
     pl_weight: float = opt(0.0, "path-length regularisation weight (stylegan2); 0 = off", min=0.0)
     pl_interval: int = opt(4, "lazy path length: every N generator steps", min=1)
@@ -123,10 +125,11 @@ class TrainParams:
     def phase(self, res: int) -> Phase:
         return Phase(**self.schedule[str(res)])
 
-    def gamma(self, res: int, batch: int) -> float:
-        """R1's weight at resolution `res` with this total batch; auto is StyleGAN2-ADA's heuristic
-        (Karras et al. 2020, its config "auto"): 0.0002 x res^2 / batch."""
-        return 0.0002 * res * res / batch if self.r1_gamma == "auto" else float(self.r1_gamma)
+    def gamma(self, res: int, batch: int, aspect: int = 1) -> float:
+        """R1's weight at resolution `res` (images res tall, res / aspect wide) with this total batch; auto
+        is StyleGAN2-ADA's heuristic (Karras et al. 2020, its config "auto"): 0.0002 x H x W / batch,
+        written there as res^2 for its square images (R1 sums the squared gradient over the pixels)."""
+        return 0.0002 * res * (res // aspect) / batch if self.r1_gamma == "auto" else float(self.r1_gamma)
 
     def ema_half_life(self, batch: int) -> float:
         """G_ema's half-life in images with this total batch; auto is NVlabs' batch x 10 / 32 thousand."""

@@ -1,7 +1,7 @@
 """Adaptive discriminator augmentation, the 'bgc' pipeline of Karras et al. 2020 (StyleGAN2-ADA).
 
 Every image D sees, real or fake, goes through twelve ops, each applied to it with probability p:
-pixel blitting (x-flip, 90-degree rotation, integer translation), general geometry (isotropic scaling,
+pixel blitting (x-flip, 90-degree rotation (180 on non-square images), integer translation), general geometry (isotropic scaling,
 rotation, anisotropic scaling, fractional translation) and colour (brightness, contrast, luma flip, hue,
 saturation). With p below about 0.8 the augmentations do not leak into G's images (the paper's
 section 2.3), and p is tuned so that D stays just short of overfitting (pipeline.gan.augment.Augment).
@@ -129,7 +129,11 @@ class AdaPipe:
         size = torch.tensor([width, height], device=dev, dtype=torch.float32)
         params = {}
         gate("xflip", torch.floor(rand() * 2), p)
-        gate("rotate90", torch.floor(rand() * 4), p)
+        # quarter turns of a tall image would make it wide: a non-square image turns by 0 or 2 quarters
+        # (180 degrees) only, drawn from the same coin, so it still keeps its H x W (not in the paper,
+        # whose images are square)
+        quarters = torch.floor(rand() * 4) if height == width else 2 * torch.floor(rand() * 2)
+        gate("rotate90", quarters, p)
         gate("xint", torch.round((rand(2) * 2 - 1) * XINT_MAX * size), p)
         gate("scale", torch.exp2(randn() * SCALE_STD), p)
         gate("rotate", (rand() * 2 - 1) * math.pi * ROTATE_MAX, p_rot)

@@ -35,7 +35,7 @@ def contrast(x, g):
 
 
 def translation(x, g, ratio: float = 0.125):
-    """Shift each image by up to ratio x size in x and y, filling with zeros."""
+    """Shift each image by up to ratio x width in x and ratio x height in y, filling with zeros."""
     n, c, h, w = x.shape
     sy, sx = int(h * ratio + 0.5), int(w * ratio + 0.5)
     dy = torch.randint(-sy, sy + 1, (n, 1, 1), generator=g, device=g.device).to(x.device)
@@ -49,7 +49,8 @@ def translation(x, g, ratio: float = 0.125):
 
 
 def cutout(x, g, ratio: float = 0.5):
-    """Zero a square of ratio x size at a random place in each image."""
+    """Zero a rectangle of ratio x height by ratio x width at a random place in each image (a square on
+    square images, as DiffAugment's; tall on tall ones)."""
     n, _, h, w = x.shape
     ch, cw = int(h * ratio + 0.5), int(w * ratio + 0.5)
     cy = torch.randint(0, h + (1 - ch % 2), (n, 1, 1), generator=g, device=g.device).to(x.device)

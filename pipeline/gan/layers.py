@@ -88,14 +88,25 @@ def minibatch_std(x: torch.Tensor, group_size: int) -> torch.Tensor:
 
 
 def _fused_kernel(weight: torch.Tensor) -> torch.Tensor:
-    """[O, I, 3, 3] -> [O, I, 4, 4]: the 3x3 kernel summed over the four shifts of a 2x2 block."""
-    w = F.pad(weight, [1, 1, 1, 1])
-    return w[..., 1:, 1:] + w[..., :-1, 1:] + w[..., 1:, :-1] + w[..., :-1, :-1]
+    """[O, I, 3, 3] -> [O, I, 4, 4]: the 3x3 kernel summed over the four shifts of a 2x2 block.
+
+    Summed with the kernel taps as the leading dims (a strided view): the same sums in the same order,
+    but over long contiguous rows, about 3x faster on a CPU than over the rows of 4 of [O, I, 4, 4]."""
+    w = F.pad(weight.permute(2, 3, 0, 1), [0, 0, 0, 0, 1, 1, 1, 1])   # [5, 5, O, I]
+    return (w[1:, 1:] + w[:-1, 1:] + w[1:, :-1] + w[:-1, :-1]).permute(2, 3, 0, 1)
+
+
+# The fused strided convs below pay on maps of some size; on the smallest tall maps (a side of 2 going
+# up, of 4 going down) the plain pair is measured 2x faster on a CPU, and the maths is the same. Square
+# networks never meet those sides, so they keep the fused path everywhere and their numbers as before.
+PLAIN_UP_BELOW, PLAIN_DOWN_BELOW = 4, 8       # short side of the input
 
 
 def conv_up2(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """Exactly upsample(x, 2) then a 3x3 conv (padding 1), as one strided transposed conv (2.25x fewer MACs)."""
     assert weight.shape[2:] == (3, 3)
+    if min(x.shape[2:]) < PLAIN_UP_BELOW:
+        return F.conv2d(upsample(x, 2), weight, padding=1)
     w = _fused_kernel(weight).flip([2, 3]).transpose(0, 1)  # conv_transpose2d wants [I, O, k, k], flipped
     return F.conv_transpose2d(x, w, stride=2, padding=1)
 
@@ -103,6 +114,8 @@ def conv_up2(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 def conv_down2(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """Exactly a 3x3 conv (padding 1) then downsample(x, 2), as one strided 4x4 conv (2.25x fewer MACs)."""
     assert weight.shape[2:] == (3, 3)
+    if min(x.shape[2:]) < PLAIN_DOWN_BELOW:
+        return downsample(F.conv2d(x, weight, padding=1), 2)
     return F.conv2d(x, _fused_kernel(weight) / 4, stride=2, padding=1)
 
 
@@ -182,13 +195,14 @@ class NoiseInput(nn.Module):
     """Adds one-channel noise scaled per channel (StyleGAN) or by one scalar (StyleGAN2)."""
 
     def __init__(self,
-        res: int,                   # Side of the feature maps it is added to.
+        res: int,                   # Height of the feature maps it is added to.
         channels: int,              # Learned scales: feature channels, or 1 for a single scalar.
         generator: torch.Generator, # Draws the fixed "const" noise, so it is the same for every build.
+        width: int | None = None,   # Width of those maps (None: res, square).
     ):
         super().__init__()
         self.strength = nn.Parameter(torch.zeros([channels]))
-        self.register_buffer("const", torch.randn([1, 1, res, res], generator=generator))
+        self.register_buffer("const", torch.randn([1, 1, res, width or res], generator=generator))
 
     def forward(self, x: torch.Tensor, noise_mode: str) -> torch.Tensor:
         assert noise_mode in ("random", "const", "none"), noise_mode
@@ -196,6 +210,7 @@ class NoiseInput(nn.Module):
             return x
         if noise_mode == "const":
             noise = self.const
+            assert noise.shape[2:] == x.shape[2:], f"noise buffer {list(noise.shape[2:])}, maps {list(x.shape[2:])}"
         else:
             N, _, H, W = x.shape
             noise = torch.randn([N, 1, H, W], device=x.device, dtype=x.dtype)

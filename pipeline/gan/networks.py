@@ -11,13 +11,11 @@ and average pool for stylegan (as StyleGAN), the [1, 3, 3, 1] FIR pair for style
 nearest there paints 4-pixel tiles). RESAMPLE_VERSION is recorded in every checkpoint: version 1
 (before the FIR pair) stylegan2 checkpoints still draw as they were drawn.
 
-Latents: z -> pixel norm -> mapping MLP -> w, broadcast to ws [N, num_ws(max_res), w_dim]; the
-layers of resolution r read ws[:, 2*log2(r)-4 : 2*log2(r)-2] (stylegan2 shares each toRGB's w with
-the next block's first conv, as the original does), so num_ws(res) = 2*log2(res) - 2 for both.
+Shape: `aspect` 1 draws res x res images; aspect 2 draws res tall and res/2 wide (full-body
+characters), from a learned constant 4 tall x 2 wide, every feature map and noise buffer at that shape
+(asserted). The ladder of ws and the mapping network are in pipeline.gan.mapping.
 """
 from __future__ import annotations
-
-import math
 
 import torch
 from torch import nn
@@ -33,15 +31,15 @@ from pipeline.gan.layers import (
     instance_norm,
     lrelu,
     minibatch_std,
-    normalize_2nd_moment,
     upsample,
     upsample_fir,
 )
+from pipeline.gan.mapping import MappingNetwork, fading, mix_ws, num_ws, resolutions, shape_at, style_bands
 from pipeline.gan.networks_v2 import ResidualBlock, SynthesisV2
 from pipeline.gan.precision import block_precision
 
 __all__ = ["Generator", "Discriminator", "build_networks", "style_bands", "num_ws", "mix_ws",
-           "image_resampling", "count_params", "resolutions", "RESAMPLE_VERSION", "MBSTD_GROUP"]
+           "image_resampling", "count_params", "resolutions", "shape_at", "RESAMPLE_VERSION", "MBSTD_GROUP"]
 
 ARCHS = ("stylegan", "stylegan2")
 RESAMPLE_VERSION = 2            # 1: stylegan2 resampled its images with nearest / average pool
@@ -63,64 +61,8 @@ def image_resampling(arch: str, version: int = RESAMPLE_VERSION):
     return _nearest, _box
 
 
-def resolutions(max_res: int) -> list[int]:
-    """[4, 8, ..., max_res]; max_res must be a power of two >= 4."""
-    assert max_res >= 4 and max_res & (max_res - 1) == 0, f"resolution {max_res} is not a power of two >= 4"
-    return [2 ** i for i in range(2, int(math.log2(max_res)) + 1)]
-
-
-def num_ws(res: int) -> int:
-    """Number of w vectors the synthesis network reads up to resolution res (2 per resolution)."""
-    return 2 * len(resolutions(res))
-
-
-def style_bands(res: int) -> dict[str, slice]:
-    """ws indices of the StyleGAN paper's bands: coarse 4-8, middle 16-32, fine 64 and up (clipped to res)."""
-    n = num_ws(res)
-    a, b = min(4, n), min(8, n)
-    return {"coarse": slice(0, a), "middle": slice(a, b), "fine": slice(b, n)}
-
-
-def mix_ws(ws: torch.Tensor, ws_other: torch.Tensor, band: slice | int | torch.Tensor) -> torch.Tensor:
-    """ws with the entries in `band` taken from ws_other; an int or 0-d tensor means slice(band, None).
-
-    Tensor bounds are fine (no host sync), so a trainer can draw the cutoff on the device.
-    """
-    assert ws.shape == ws_other.shape and ws.ndim == 3
-    if not isinstance(band, slice):
-        band = slice(band, None)
-    i = torch.arange(ws.shape[1], device=ws.device)
-    take = torch.ones_like(i, dtype=torch.bool)
-    if band.start is not None:
-        take = take & (i >= band.start)
-    if band.stop is not None:
-        take = take & (i < band.stop)
-    return torch.where(take.view(1, -1, 1), ws_other, ws)
-
-
-def _fading(res: int, alpha) -> bool:
-    """Whether the res/2 path is needed: a tensor alpha always blends (no data-dependent branch)."""
-    return res > 4 and (torch.is_tensor(alpha) or alpha < 1)
-
-
 # ----------------------------------------------------------------------------------------------
 # Generator
-
-
-class MappingNetwork(nn.Module):
-    def __init__(self,
-        z_dim: int,                 # Input latent width.
-        w_dim: int,                 # Output latent width.
-        num_layers: int,            # Fully connected layers (8 in StyleGAN).
-        lr_mult: float,             # Learning-rate multiplier of every layer (0.01 in StyleGAN).
-    ):
-        super().__init__()
-        dims = [z_dim] + [w_dim] * num_layers
-        self.layers = nn.Sequential(*[EqualLinear(dims[i], dims[i + 1], lr_mult=lr_mult, act=True)
-                                      for i in range(num_layers)])
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.layers(normalize_2nd_moment(z))
 
 
 class StyleLayer(nn.Module):
@@ -130,15 +72,16 @@ class StyleLayer(nn.Module):
         in_channels: int,           # Input channels.
         out_channels: int,          # Output channels.
         w_dim: int,                 # Width of the latent w.
-        res: int,                   # Output side.
+        res: int,                   # Output height.
         noise_gen: torch.Generator, # Draws the fixed noise buffer.
         conv: bool = True,          # False for the first 4x4 layer, which styles the constant directly.
         up: bool = False,           # Upsample 2x (nearest, fused into the conv) and blur?
+        aspect: int = 1,            # Height / width of the feature maps.
     ):
         super().__init__()
         self.conv = EqualConv2d(in_channels, out_channels, 3, bias=False, up=up) if conv else None
         self.blur = Blur() if up else None
-        self.noise = NoiseInput(res, out_channels, noise_gen)
+        self.noise = NoiseInput(res, out_channels, noise_gen, width=res // aspect)
         self.bias = nn.Parameter(torch.zeros([out_channels]))
         self.style = EqualLinear(w_dim, 2 * out_channels)  # scale (as 1 + s) and shift per channel
         self.clamp: float | None = None     # set in fp16 blocks (pipeline.gan.precision)
@@ -161,22 +104,27 @@ class SynthesisBlock(nn.Module):
         in_channels: int,           # Channels coming from res/2 (ignored at 4x4).
         out_channels: int,          # Channels at this resolution.
         w_dim: int,                 # Width of the latent w.
-        res: int,                   # Side of this block's output.
+        res: int,                   # Height of this block's output.
         noise_gen: torch.Generator, # Draws the fixed noise buffers.
+        aspect: int = 1,            # Height / width of the feature maps (the constant is 4 x 4/aspect).
     ):
         super().__init__()
+        self.shape = (out_channels, *shape_at(res, aspect))
         # random, not StyleGAN's ones: a flat constant makes the first instance norm divide 0 by 0
-        self.const = nn.Parameter(torch.randn([1, out_channels, 4, 4])) if res == 4 else None
+        self.const = nn.Parameter(torch.randn([1, out_channels, *shape_at(4, aspect)])) if res == 4 else None
         first_in = out_channels if res == 4 else in_channels
-        self.layer0 = StyleLayer(first_in, out_channels, w_dim, res, noise_gen, conv=res > 4, up=res > 4)
-        self.layer1 = StyleLayer(out_channels, out_channels, w_dim, res, noise_gen)
+        self.layer0 = StyleLayer(first_in, out_channels, w_dim, res, noise_gen, conv=res > 4, up=res > 4,
+                                 aspect=aspect)
+        self.layer1 = StyleLayer(out_channels, out_channels, w_dim, res, noise_gen, aspect=aspect)
 
     def forward(self, x: torch.Tensor | None, ws: torch.Tensor, noise_mode: str) -> torch.Tensor:
         assert ws.ndim == 3 and ws.shape[1] == 2
         if self.const is not None:
             x = self.const.expand(ws.shape[0], -1, -1, -1)
         x = self.layer0(x, ws[:, 0], noise_mode)
-        return self.layer1(x, ws[:, 1], noise_mode)
+        x = self.layer1(x, ws[:, 1], noise_mode)
+        assert x.shape[1:] == self.shape, f"block output {list(x.shape[1:])}, expected {list(self.shape)}"
+        return x
 
 
 class Synthesis(nn.Module):
@@ -188,13 +136,14 @@ class Synthesis(nn.Module):
         channels: dict[int, int],   # Feature channels per resolution.
         img_channels: int,          # Output image channels.
         noise_gen: torch.Generator, # Draws the fixed noise buffers.
+        aspect: int = 1,            # Height / width of every feature map.
     ):
         super().__init__()
         self.blocks = nn.ModuleDict()
         self.torgb = nn.ModuleDict()
         self.fp16_res: set[int] = set()     # blocks run in fp16 (pipeline.gan.precision.enable_fp16)
         for r in resolutions(max_res):
-            self.blocks[str(r)] = SynthesisBlock(channels[max(r // 2, 4)], channels[r], w_dim, r, noise_gen)
+            self.blocks[str(r)] = SynthesisBlock(channels[max(r // 2, 4)], channels[r], w_dim, r, noise_gen, aspect)
             self.torgb[str(r)] = EqualConv2d(channels[r], img_channels, 1)
 
     def forward(self, ws: torch.Tensor, res: int, alpha, noise_mode: str) -> torch.Tensor:
@@ -203,7 +152,7 @@ class Synthesis(nn.Module):
             context, x = block_precision(self.fp16_res, r, x, ws.device.type)
             with context:
                 x = self.blocks[str(r)](x, ws[:, 2 * k: 2 * k + 2], noise_mode)
-                if r == res // 2 and _fading(res, alpha):
+                if r == res // 2 and fading(res, alpha):
                     prev = upsample(self.torgb[str(r)](x), 2).float()
                 if r == res:
                     img = self.torgb[str(res)](x).float()
@@ -221,17 +170,19 @@ class Generator(nn.Module):
         z_dim: int = 512,           # Input latent width.
         w_dim: int = 512,           # Intermediate latent width.
         mapping_layers: int = 8,    # Layers of the mapping network.
-        max_res: int = 256,         # Largest output side; all blocks up to it are built now.
+        max_res: int = 256,         # Largest output height; all blocks up to it are built now.
         cbase: int = 16384,         # Channels at resolution r: min(cbase // r, cmax).
         cmax: int = 512,            # Most channels of any layer.
         mapping_lr_mult: float = 0.01,  # Learning-rate multiplier of the mapping network.
         img_channels: int = 3,      # Output image channels.
         noise_seed: int = 0,        # Seed of the fixed ("const") noise buffers.
         resample_version: int = RESAMPLE_VERSION,  # Image resampling (1: as checkpoints before the FIR pair).
+        aspect: int = 1,            # Height / width of the images: 1 square, 2 tall (res x res/2).
     ):
         super().__init__()
         assert arch in ARCHS, f"arch must be one of {ARCHS}, got {arch!r}"
-        self.arch, self.z_dim, self.w_dim, self.max_res = arch, z_dim, w_dim, max_res
+        shape_at(4, aspect)         # asserts the aspect
+        self.arch, self.z_dim, self.w_dim, self.max_res, self.aspect = arch, z_dim, w_dim, max_res, aspect
         self.resample_version = resample_version
         self.upsample_image, _ = image_resampling(arch, resample_version)
         self.cbase, self.cmax, self.img_channels = cbase, cmax, img_channels
@@ -239,8 +190,9 @@ class Generator(nn.Module):
         self.mapping_net = MappingNetwork(z_dim, w_dim, mapping_layers, mapping_lr_mult)
         channels = {r: self.channels(r) for r in self.resolutions}
         noise_gen = torch.Generator().manual_seed(noise_seed)
-        self.synthesis_net = (Synthesis(w_dim, max_res, channels, img_channels, noise_gen) if arch == "stylegan"
-                              else SynthesisV2(w_dim, max_res, channels, img_channels, noise_gen, self.upsample_image))
+        self.synthesis_net = (Synthesis(w_dim, max_res, channels, img_channels, noise_gen, aspect)
+                              if arch == "stylegan" else
+                              SynthesisV2(w_dim, max_res, channels, img_channels, noise_gen, self.upsample_image, aspect))
         self.register_buffer("w_avg", torch.zeros([w_dim]))
 
     def channels(self, res: int) -> int:
@@ -266,7 +218,7 @@ class Generator(nn.Module):
         return ws
 
     def synthesis(self, ws: torch.Tensor, res: int, alpha=1.0, noise_mode: str = "random") -> torch.Tensor:
-        """ws [N, >= num_ws(res), w_dim] -> images [N, img_channels, res, res] in about [-1, 1].
+        """ws [N, >= num_ws(res), w_dim] -> images [N, img_channels, res, res // aspect] in about [-1, 1].
 
         alpha: float or 0-d tensor in [0, 1]; a float 1 skips the fade path, a tensor always blends
         (under torch.compile pass a tensor while fading, or each new float value may recompile).
@@ -275,7 +227,7 @@ class Generator(nn.Module):
         assert ws.ndim == 3 and ws.shape[1] >= num_ws(res) and ws.shape[2] == self.w_dim, \
             f"ws must be [N, >={num_ws(res)}, {self.w_dim}], got {list(ws.shape)}"
         img = self.synthesis_net(ws, res, alpha, noise_mode)
-        assert img.shape == (ws.shape[0], self.img_channels, res, res)
+        assert img.shape == (ws.shape[0], self.img_channels, *shape_at(res, self.aspect)), list(img.shape)
         return img
 
     def forward(self, z: torch.Tensor, res: int, alpha=1.0, psi: float = 1.0,
@@ -309,19 +261,22 @@ class DiscriminatorBlock(nn.Module):
 
 
 class DiscriminatorEpilogue(nn.Module):
-    """4x4 head: minibatch std, 3x3 conv, dense, dense to one logit."""
+    """4x4 head (4 x 2 at aspect 2): minibatch std, 3x3 conv, dense, dense to one logit."""
 
     def __init__(self,
         channels: int,              # Channels at 4x4.
         mbstd_group: int,           # Samples per minibatch-std group (fewer if the batch needs it).
+        aspect: int = 1,            # Height / width of the 4 x 4/aspect map it reads.
     ):
         super().__init__()
         self.mbstd_group = mbstd_group
+        self.shape = (channels, *shape_at(4, aspect))
         self.conv = EqualConv2d(channels + 1, channels, 3, act=True)
-        self.fc = EqualLinear(channels * 16, channels, act=True)
+        self.fc = EqualLinear(channels * self.shape[1] * self.shape[2], channels, act=True)
         self.out = EqualLinear(channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        assert x.shape[1:] == self.shape, f"D epilogue got {list(x.shape[1:])}, expected {list(self.shape)}"
         x = self.conv(minibatch_std(x, self.mbstd_group))
         return self.out(self.fc(x.flatten(1)))[:, 0]
 
@@ -329,16 +284,18 @@ class DiscriminatorEpilogue(nn.Module):
 class Discriminator(nn.Module):
     def __init__(self,
         arch: str = "stylegan",     # "stylegan" (plain blocks) or "stylegan2" (residual blocks).
-        max_res: int = 256,         # Largest input side; all blocks up to it are built now.
+        max_res: int = 256,         # Largest input height; all blocks up to it are built now.
         cbase: int = 16384,         # Channels at resolution r: min(cbase // r, cmax).
         cmax: int = 512,            # Most channels of any layer.
         mbstd_group: int = MBSTD_GROUP,  # Samples per minibatch-std group (at most: min(it, batch)).
         img_channels: int = 3,      # Input image channels.
         resample_version: int = RESAMPLE_VERSION,  # Image resampling (1: as checkpoints before the FIR pair).
+        aspect: int = 1,            # Height / width of the images: 1 square, 2 tall (res x res/2).
     ):
         super().__init__()
         assert arch in ARCHS, f"arch must be one of {ARCHS}, got {arch!r}"
-        self.arch, self.max_res, self.cbase, self.cmax = arch, max_res, cbase, cmax
+        shape_at(4, aspect)         # asserts the aspect
+        self.arch, self.max_res, self.cbase, self.cmax, self.aspect = arch, max_res, cbase, cmax, aspect
         self.resample_version = resample_version
         _, self.downsample_image = image_resampling(arch, resample_version)
         self.img_channels = img_channels
@@ -350,23 +307,24 @@ class Discriminator(nn.Module):
         self.fp16_res: set[int] = set()     # blocks run in fp16 (pipeline.gan.precision.enable_fp16)
         for r in self.resolutions:
             self.fromrgb[str(r)] = EqualConv2d(img_channels, self.channels(r), 1, act=True)
-            self.blocks[str(r)] = (DiscriminatorEpilogue(self.channels(4), mbstd_group) if r == 4
+            self.blocks[str(r)] = (DiscriminatorEpilogue(self.channels(4), mbstd_group, aspect) if r == 4
                                    else block(self.channels(r), self.channels(r // 2)))
 
     def channels(self, res: int) -> int:
         return min(self.cbase // res, self.cmax)
 
     def forward(self, img: torch.Tensor, res: int, alpha=1.0) -> torch.Tensor:
-        """img [N, img_channels, res, res] -> logits [N]; alpha as in Generator.synthesis."""
+        """img [N, img_channels, res, res // aspect] -> logits [N]; alpha as in Generator.synthesis."""
         assert res in self.resolutions, f"res {res} is not one of {self.resolutions}"
-        assert img.ndim == 4 and img.shape[1:] == (self.img_channels, res, res), \
-            f"img must be [N, {self.img_channels}, {res}, {res}], got {list(img.shape)}"
+        h, w = shape_at(res, self.aspect)
+        assert img.ndim == 4 and img.shape[1:] == (self.img_channels, h, w), \
+            f"img must be [N, {self.img_channels}, {h}, {w}], got {list(img.shape)}"
         context, x = block_precision(self.fp16_res, res, img, img.device.type)
         with context:
             x = self.fromrgb[str(res)](x)
             if res > 4:
                 x = self.blocks[str(res)](x)
-        if res > 4 and _fading(res, alpha):
+        if res > 4 and fading(res, alpha):
             context, small = block_precision(self.fp16_res, res // 2, self.downsample_image(img), img.device.type)
             with context:
                 old = self.fromrgb[str(res // 2)](small)
@@ -392,11 +350,12 @@ def build_networks(model_params, max_res: int,
                    resample_version: int = RESAMPLE_VERSION) -> tuple[Generator, Discriminator]:
     """G and D from pipeline.core.params.ModelParams, built up to max_res."""
     mp = model_params
+    aspect = getattr(mp, "aspect", 1)
     G = Generator(arch=mp.arch, z_dim=mp.z_dim, w_dim=mp.w_dim, mapping_layers=mp.mapping_layers,
                   max_res=max_res, cbase=mp.cbase, cmax=mp.cmax, mapping_lr_mult=mp.mapping_lr_mult,
-                  resample_version=resample_version)
+                  resample_version=resample_version, aspect=aspect)
     D = Discriminator(arch=mp.arch, max_res=max_res, cbase=mp.cbase, cmax=mp.cmax,
-                      resample_version=resample_version)
+                      resample_version=resample_version, aspect=aspect)
     return G, D
 
 

@@ -23,11 +23,8 @@ from pipeline.gan.layers import (
     lrelu,
     upsample_fir,
 )
+from pipeline.gan.mapping import fading, resolutions, shape_at
 from pipeline.gan.precision import block_precision
-
-
-def _resolutions(res: int) -> list[int]:
-    return [2 ** i for i in range(2, int(math.log2(res)) + 1)]
 
 
 class SynthesisLayerV2(nn.Module):
@@ -37,14 +34,16 @@ class SynthesisLayerV2(nn.Module):
         in_channels: int,           # Input channels.
         out_channels: int,          # Output channels.
         w_dim: int,                 # Width of the latent w.
-        res: int,                   # Output side.
+        res: int,                   # Output height.
         noise_gen: torch.Generator, # Draws the fixed noise buffer.
         up: bool = False,           # Upsample 2x (nearest, fused into the conv) and blur?
+        aspect: int = 1,            # Height / width of the feature maps.
     ):
         super().__init__()
         self.conv = ModulatedConv2d(in_channels, out_channels, 3, w_dim, up=up)
         self.blur = Blur() if up else None
-        self.noise = NoiseInput(res, 1, noise_gen)  # one learned strength per layer, as in StyleGAN2
+        # one learned strength per layer, as in StyleGAN2
+        self.noise = NoiseInput(res, 1, noise_gen, width=res // aspect)
         self.bias = nn.Parameter(torch.zeros([out_channels]))
         self.clamp: float | None = None     # set in fp16 blocks (pipeline.gan.precision)
 
@@ -79,14 +78,16 @@ class SynthesisBlockV2(nn.Module):
         in_channels: int,           # Channels coming from res/2 (ignored at 4x4).
         out_channels: int,          # Channels at this resolution.
         w_dim: int,                 # Width of the latent w.
-        res: int,                   # Side of this block's output.
+        res: int,                   # Height of this block's output.
         noise_gen: torch.Generator, # Draws the fixed noise buffers.
+        aspect: int = 1,            # Height / width of the feature maps (the constant is 4 x 4/aspect).
     ):
         super().__init__()
-        self.const = nn.Parameter(torch.randn([1, out_channels, 4, 4])) if res == 4 else None
-        self.layer0 = SynthesisLayerV2(in_channels, out_channels, w_dim, res, noise_gen, up=True) \
+        self.shape = (out_channels, *shape_at(res, aspect))
+        self.const = nn.Parameter(torch.randn([1, out_channels, *shape_at(4, aspect)])) if res == 4 else None
+        self.layer0 = SynthesisLayerV2(in_channels, out_channels, w_dim, res, noise_gen, up=True, aspect=aspect) \
             if res > 4 else None
-        self.layer1 = SynthesisLayerV2(out_channels, out_channels, w_dim, res, noise_gen)
+        self.layer1 = SynthesisLayerV2(out_channels, out_channels, w_dim, res, noise_gen, aspect=aspect)
         self.num_conv = 1 if res == 4 else 2
 
     def forward(self, x: torch.Tensor | None, ws: torch.Tensor, noise_mode: str) -> torch.Tensor:
@@ -95,7 +96,9 @@ class SynthesisBlockV2(nn.Module):
             x = self.const.expand(ws.shape[0], -1, -1, -1)
         if self.layer0 is not None:
             x = self.layer0(x, ws[:, 0], noise_mode)
-        return self.layer1(x, ws[:, -1], noise_mode)
+        x = self.layer1(x, ws[:, -1], noise_mode)
+        assert x.shape[1:] == self.shape, f"block output {list(x.shape[1:])}, expected {list(self.shape)}"
+        return x
 
 
 class SynthesisV2(nn.Module):
@@ -108,20 +111,21 @@ class SynthesisV2(nn.Module):
         img_channels: int,          # Output image channels.
         noise_gen: torch.Generator, # Draws the fixed noise buffers.
         upsample_image=upsample_fir,  # 2x upsampling of the skip sum (the Generator's image pair).
+        aspect: int = 1,            # Height / width of every feature map.
     ):
         super().__init__()
         self.upsample_image = upsample_image
         self.blocks = nn.ModuleDict()
         self.torgb = nn.ModuleDict()
         self.fp16_res: set[int] = set()     # blocks run in fp16 (pipeline.gan.precision.enable_fp16)
-        for r in _resolutions(max_res):
-            self.blocks[str(r)] = SynthesisBlockV2(channels[max(r // 2, 4)], channels[r], w_dim, r, noise_gen)
+        for r in resolutions(max_res):
+            self.blocks[str(r)] = SynthesisBlockV2(channels[max(r // 2, 4)], channels[r], w_dim, r, noise_gen, aspect)
             self.torgb[str(r)] = ToRGBV2(channels[r], img_channels, w_dim)
 
     def forward(self, ws: torch.Tensor, res: int, alpha, noise_mode: str) -> torch.Tensor:
-        fading = res > 4 and (torch.is_tensor(alpha) or alpha < 1)
+        fade = fading(res, alpha)
         x, img = None, None
-        for k, r in enumerate(_resolutions(res)):
+        for k, r in enumerate(resolutions(res)):
             context, x = block_precision(self.fp16_res, r, x, ws.device.type)
             with context:
                 # ws 2k-1, 2k drive the convs and 2k+1 the toRGB, which the next block's first conv shares
@@ -129,7 +133,7 @@ class SynthesisV2(nn.Module):
                 y = self.torgb[str(r)](x, ws[:, 2 * k + 1]).float()     # the skip sum stays in fp32
             if img is None:
                 img = y
-            elif r == res and fading:
+            elif r == res and fade:
                 img = self.upsample_image(img) + y * alpha
             else:
                 img = self.upsample_image(img) + y

@@ -119,10 +119,30 @@ def is_finite_number(x: float) -> bool:
     return math.isfinite(x)
 
 
+SHAPES = {1: "square", 2: "tall"}
+
+
+def aspect_of(state: dict) -> int:
+    """The model.aspect a checkpoint (or snapshot) was trained at; states from before it: 1 (square)."""
+    return int(state.get("aspect", 1))
+
+
+def check_aspect(found: int, wanted: int, what: str) -> None:
+    """One clear line when a model of one shape is about to be used as the other (resumed, grown,
+    evaluated, drawn from): its weights would not even fit, and a silent reshape would be wrong."""
+    from pipeline.core.errors import UserError
+
+    if int(found) != int(wanted):
+        raise UserError(f"{what} was trained at model.aspect {found} ({SHAPES.get(int(found), '?')}); params.yaml "
+                        f"says {wanted}: set model.aspect to {found} or retrain")
+
+
 def load_generator(path, device="cpu"):
     """(G_ema ready for sampling, resolution it was trained at, resolved options) from a checkpoint.
 
-    `path` is a models/res<R> folder (its checkpoint.pt) or a checkpoint file.
+    `path` is a models/res<R> folder (its checkpoint.pt) or a checkpoint file. G.aspect is the shape it
+    was trained at (1 for checkpoints from before model.aspect): callers compare it with params.yaml
+    through check_aspect.
     """
     from pipeline.core.errors import UserError
     from pipeline.gan.networks import Generator
@@ -150,6 +170,6 @@ def load_generator(path, device="cpu"):
     G = Generator(arch=model["arch"], z_dim=model["z_dim"], w_dim=model["w_dim"],
                   mapping_layers=model["mapping_layers"], max_res=max_res, cbase=model["cbase"],
                   cmax=model["cmax"], mapping_lr_mult=model["mapping_lr_mult"],
-                  resample_version=int(state.get("resample_version", 1)))
+                  resample_version=int(state.get("resample_version", 1)), aspect=aspect_of(state))
     G.load_state_dict(state["G_ema"])
     return G.to(device).eval().requires_grad_(False), int(state["res"]), opts

@@ -1,9 +1,10 @@
 """Training images, packed once per resolution into a uint8 array and memory-mapped.
 
 Decoding PNGs in the training loop would cost more than the step itself at low resolutions; instead
-each reviewed data set is squared (letterboxed on the flatten background, or centre-cropped), resized
-with Lanczos and stored as [N, res, res, 3] uint8 in `.cache/packed/`, named by a hash of the images
-and the options, so it is built once and reused by every stage and run that needs it.
+each reviewed data set is brought to the model's shape (model.aspect: height / width, 1 square or 2
+tall; letterboxed on the flatten background, or centre-cropped), resized with Lanczos and stored as
+[N, res, res / aspect, 3] uint8 in `.cache/packed/`, named by a hash of the images and the options
+(the shape included), so it is built once and reused by every stage and run that needs it.
 """
 from __future__ import annotations
 
@@ -24,19 +25,29 @@ log = logging.getLogger("train")
 CACHE = Path(".cache/packed")
 
 
-def square(img: Image.Image, fit: str, background=(255, 255, 255)) -> Image.Image:
-    """Make an RGB image square: letterbox (pad with background, keep everything) or centre-crop."""
+def to_aspect(img: Image.Image, fit: str, aspect: int = 1, background=(255, 255, 255)) -> Image.Image:
+    """An RGB image of height = aspect x width: letterbox (pad with background, centred, keeping every
+    pixel) or centre-crop. An image already of that shape is returned as it is."""
     img = img.convert("RGB")
     w, h = img.size
-    if w == h:
+    if fit == "letterbox":      # the smallest such canvas that holds the image
+        width = max(w, -(-h // aspect))
+    else:                       # the largest such window inside it
+        width = min(w, h // aspect)
+    height = width * aspect
+    if (width, height) == (w, h):
         return img
-    side = max(w, h) if fit == "letterbox" else min(w, h)
     if fit == "letterbox":
-        canvas = Image.new("RGB", (side, side), tuple(background))
-        canvas.paste(img, ((side - w) // 2, (side - h) // 2))
+        canvas = Image.new("RGB", (width, height), tuple(background))
+        canvas.paste(img, ((width - w) // 2, (height - h) // 2))
         return canvas
-    left, top = (w - side) // 2, (h - side) // 2
-    return img.crop((left, top, left + side, top + side))
+    left, top = (w - width) // 2, (h - height) // 2
+    return img.crop((left, top, left + width, top + height))
+
+
+def square(img: Image.Image, fit: str, background=(255, 255, 255)) -> Image.Image:
+    """Make an RGB image square: letterbox (pad with background, keep everything) or centre-crop."""
+    return to_aspect(img, fit, 1, background)
 
 
 def dataset_fingerprint(folder: Path) -> str:
@@ -50,31 +61,37 @@ def dataset_fingerprint(folder: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def pack(folder: Path, res: int, fit: str, background=(255, 255, 255), cache: Path = CACHE) -> Path:
-    """Pack the images of `folder` (a data/dataset/<kind> folder) at `res`; return the .npy path."""
+def pack(folder: Path, res: int, fit: str, background=(255, 255, 255), cache: Path = CACHE,
+         aspect: int = 1) -> Path:
+    """Pack the images of `folder` (a data/dataset/<kind> folder) at `res` tall and res / aspect wide;
+    return the .npy path (its name carries both sides)."""
     rows = read_csv(folder / "index.csv") if (folder / "index.csv").exists() else []
     if not rows:
         raise UserError(f"{folder} holds no images: nothing to train on (check data/review/manifest.csv "
                         f"and review/decisions.csv)")
-    key = f"{dataset_fingerprint(folder)}-{fit}-{'%02x%02x%02x' % tuple(background)}-{res}"
+    width = res // aspect
+    key = f"{dataset_fingerprint(folder)}-{fit}-{'%02x%02x%02x' % tuple(background)}-{res}x{width}"
     path = cache / f"{folder.name}-{key}.npy"
     if path.exists():
         return path
-    arr = pack_array([folder / row["path"] for row in rows], res, fit, background)
+    arr = pack_array([folder / row["path"] for row in rows], res, fit, background, aspect)
     buf = io.BytesIO()
     np.save(buf, arr)
     with atomic_write(path) as f:
         f.write(buf.getvalue())
-    log.info("packed %d image(s) of %s at %dx%d (%s) into %s", len(rows), folder, res, res, fit, path)
+    log.info("packed %d image(s) of %s at %dx%d (%s) into %s", len(rows), folder, res, width, fit, path)
     return path
 
 
-def pack_array(paths: list[Path], res: int, fit: str, background=(255, 255, 255)) -> np.ndarray:
-    """Images squared (`fit`) and resized with Lanczos, as uint8 [N, res, res, 3]."""
-    arr = np.empty((len(paths), res, res, 3), dtype=np.uint8)
+def pack_array(paths: list[Path], res: int, fit: str, background=(255, 255, 255), aspect: int = 1) -> np.ndarray:
+    """Images brought to height = aspect x width (`fit`) and resized with Lanczos to res tall, as uint8
+    [N, res, res / aspect, 3]."""
+    width = res // aspect
+    arr = np.empty((len(paths), res, width, 3), dtype=np.uint8)
     for i, path in enumerate(paths):
         with Image.open(path) as im:
-            arr[i] = np.asarray(square(im, fit, background).resize((res, res), Image.Resampling.LANCZOS))
+            arr[i] = np.asarray(to_aspect(im, fit, aspect, background).resize((width, res),
+                                                                                Image.Resampling.LANCZOS))
     return arr
 
 
@@ -85,14 +102,14 @@ class ImageSource:
     """
 
     def __init__(self,
-        data: Path | np.ndarray,    # a packed .npy of [N, res, res, 3] uint8, or such an array
+        data: Path | np.ndarray,    # a packed .npy of [N, height, width, 3] uint8, or such an array
         device: torch.device,       # where batches are produced
         mirror: bool = True,        # random horizontal flips (doubles a small data set)
         on_device_limit: int = 2 << 30,  # arrays up to this many bytes are copied to the device once
     ):
         arr = data if isinstance(data, np.ndarray) else np.load(data, mmap_mode="r")
         assert arr.ndim == 4 and arr.shape[3] == 3 and arr.dtype == np.uint8, arr.shape
-        self.n, self.res = arr.shape[0], arr.shape[1]
+        self.n, self.res, self.width = arr.shape[0], arr.shape[1], arr.shape[2]
         self.device, self.mirror = device, mirror
         if arr.nbytes <= on_device_limit:
             self.images = torch.from_numpy(np.array(arr)).to(device).permute(0, 3, 1, 2)
@@ -114,5 +131,5 @@ class ImageSource:
         x = x.float() / 127.5 - 1.0
         if self.mirror:
             x = torch.where(flip.to(self.device).view(-1, 1, 1, 1), x.flip(3), x)
-        assert x.shape == (size, 3, self.res, self.res)
+        assert x.shape == (size, 3, self.res, self.width)
         return x

@@ -76,6 +76,8 @@ def options(plan: StagePlan, tp: TrainParams, mp: ModelParams, background, finge
             "background": list(background), "dataset_fingerprint": fingerprint, "previous": prev_digest,
             "world": rt.world, "resample_version": RESAMPLE_VERSION}
     opts["options_hash"] = hashlib.sha1(json.dumps(opts, sort_keys=True).encode()).hexdigest()[:12]
+    # after the hash (model.aspect is in it already, under "model"): square runs keep their snapshots
+    opts["aspect"] = mp.aspect
     opts["runtime"] = {"device": str(rt.device), "precision": rt.precision, "torch": str(torch.__version__)}
     return opts
 
@@ -99,6 +101,9 @@ def samples(G, res: int, device, seeds=range(16)) -> torch.Tensor:
 
 def run(res: int, tp: TrainParams, mp: ModelParams, background=(255, 255, 255),
         models: Path = Path("models"), logs: Path = Path("logs"), data: Path = Path("data/dataset")) -> dict:
+    if tp.dataset == "faces" and mp.aspect != 1:
+        raise UserError("train.dataset faces needs model.aspect 1: face crops are square (model.aspect 2 is "
+                        "for the full-body set, train.dataset fullbody)")
     plan = stage_plan(res, tp)
     out, snap_dir, live_dir = models / f"res{res}", models / "snapshots" / f"res{res}", logs / f"res{res}"
     snap_dir.mkdir(parents=True, exist_ok=True)   # declared persist outputs: they must exist, even
@@ -121,14 +126,14 @@ def run(res: int, tp: TrainParams, mp: ModelParams, background=(255, 255, 255),
     trainer = Trainer(plan, tp, mp, rt)
     state = checkpoint.latest_snapshot(snap_dir, key, map_location=rt.device)
     if state is not None:
-        trainer.load_state_dict(state)
+        trainer.load_state_dict(state, f"the snapshot of train@{res} in {snap_dir}")
     elif prev_path is not None:
         try:
             trainer.continue_from(checkpoint.load(prev_path, map_location=rt.device))
         except checkpoint.BadCheckpoint as e:
             raise UserError(f"{e}; re-run train@{plan.grow_from} (dvc repro -f -s train@{plan.grow_from})")
     total = int(round(plan.total_kimg * 1000))
-    source = ImageSource(pack(folder, res, tp.fit, background), rt.device)
+    source = ImageSource(pack(folder, res, tp.fit, background, aspect=mp.aspect), rt.device)
     # One line on how the stage starts; after "resuming from <snapshot>" it must not claim a fresh start.
     if state is not None and trainer.images >= total:
         log.info("train@%d: that snapshot holds the finished training; writing its outputs without training "
@@ -143,7 +148,7 @@ def run(res: int, tp: TrainParams, mp: ModelParams, background=(255, 255, 255),
     try:
         _loop(trainer, source, plan, tp, live, snap_dir, key)
     except torch.cuda.OutOfMemoryError:
-        raise UserError(f"out of GPU memory at {res}x{res} with batch {plan.batch}: lower "
+        raise UserError(f"out of GPU memory at {res}x{res // mp.aspect} with batch {plan.batch}: lower "
                         f"train.schedule.{res}.batch (or use train.precision: bf16)")
     finally:
         live.close()

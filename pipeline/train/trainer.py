@@ -26,6 +26,7 @@ from pipeline.gan import losses
 from pipeline.gan.augment import ADA_INTERVAL, Augment
 from pipeline.gan.networks import MBSTD_GROUP, RESAMPLE_VERSION, build_networks, mix_ws
 from pipeline.gan.precision import enable_fp16
+from pipeline.train import checkpoint
 from pipeline.train.schedule import StagePlan, fade_alpha
 
 
@@ -85,7 +86,7 @@ class Trainer:
         if self.batch % group:
             raise UserError(f"train.schedule.{plan.res}.batch {plan.batch} gives {self.batch} image(s) per process, "
                             f"which D's minibatch-stddev groups of {group} do not divide: use a multiple of {group}")
-        self.r1_gamma = tp.gamma(plan.res, plan.batch)
+        self.r1_gamma = tp.gamma(plan.res, plan.batch, mp.aspect)
         torch.manual_seed(tp.seed)
         # This stage's own networks, up to its resolution: what it learns cannot depend on how far the
         # run will go (train.final_res), so raising final_res re-trains only the new resolutions.
@@ -168,11 +169,13 @@ class Trainer:
                 "lr_scale": self.lr_scale, "train_seconds": self.train_seconds,
                 "prev_images": self.prev_images, "prev_seconds": self.prev_seconds,
                 "res": self.res, "max_res": self.res, "rng": rng, "resample_version": RESAMPLE_VERSION,
+                "aspect": self.mp.aspect,
                 "param_names": {"G": [n for n, _ in self.G.named_parameters()],
                                 "D": [n for n, _ in self.D.named_parameters()]}}
 
-    def load_state_dict(self, state: dict) -> None:
-        """Continue a snapshot of this same stage exactly where it stopped."""
+    def load_state_dict(self, state: dict, what: str = "that snapshot") -> None:
+        """Continue a snapshot of this same stage exactly where it stopped (`what`: it, in errors)."""
+        checkpoint.check_aspect(checkpoint.aspect_of(state), self.mp.aspect, what)
         self._load_learned(state)
         self.images, self.step_index = int(state["images"]), int(state["step"])
         self.lr_scale, self.train_seconds = float(state["lr_scale"]), float(state["train_seconds"])
@@ -193,6 +196,7 @@ class Trainer:
 
         The previous stage's networks are this one's without the newest block: their weights and Adam's
         moments carry over by name; the new block (and its toRGB / fromRGB) starts fresh."""
+        checkpoint.check_aspect(checkpoint.aspect_of(state), self.mp.aspect, f"models/res{state.get('res')}")
         self._check_resampling(state)
         names = state.get("param_names")
         if names is None or int(state.get("max_res", 0)) != int(state["res"]):

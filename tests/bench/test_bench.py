@@ -58,6 +58,17 @@ def test_train_bench_cli_prints_figures_and_settings():
     assert any("s/kimg" in line for line in lines[:-1]) and any("torch=" in line for line in lines[:-1])
 
 
+def test_train_bench_at_aspect_2_trains_tall_images():
+    _, result = run_bench("train", "--res", "8", "--batch", "4", "--cbase", "64", "--cmax", "16", "--z-dim", "16",
+                          "--kimg", "0.03", "--warmup", "1", "--device", "cpu", "--threads", "1", "--aspect", "2")
+    assert (result["aspect"], result["height"], result["width"]) == (2, 8, 4)
+    assert result["s_per_kimg"] > 0 and all(math.isfinite(v) for v in result["losses"].values())
+    trainer = make_trainer(**TINY, aspect=2)
+    source = SyntheticSource(8, 8, trainer.rt.device, aspect=2)
+    assert source.batch(4, trainer.gen).shape == (4, 3, 8, 4) and trainer.G.aspect == trainer.D.aspect == 2
+    assert set(trainer.step(source)) >= {"loss_D", "loss_G"}
+
+
 def test_bf16_autocast_step_is_finite_and_close_to_fp32():
     _, fp32 = train()
     _, bf16 = train(precision="bf16")

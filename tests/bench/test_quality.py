@@ -61,6 +61,22 @@ def test_writes_fakes_grid_and_a_json_line_with_every_flag(images, tmp_path):
     assert {k: second[k] for k in FIGURES} == {k: result[k] for k in FIGURES}
 
 
+def test_tall_fakes_grid_and_figures_at_aspect_2(images, tmp_path):
+    r = quality(images, tmp_path / "tall", aspect="2", kimg="0.032", fakes="8")
+    assert r.returncode == 0, r.stderr[-3000:]
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    assert (result["aspect"], result["fit"], result["height"], result["width"]) == (2, "letterbox", 16, 8)
+    assert result["gamma_value"] == pytest.approx(0.0002 * 16 * 8 / 8)          # H x W, not res^2
+    assert list(result["swd_levels"]) == ["16"] and result["swd"] > 0         # keyed by the height
+    fakes = sorted((tmp_path / "tall" / "fakes").glob("*.png"))
+    assert len(fakes) == 8 and Image.open(fakes[0]).size == (8, 16)           # 8 wide, 16 tall
+    with Image.open(tmp_path / "tall" / "grid.png") as grid:
+        assert grid.height == 2 * grid.width                                     # 8 x 8 tall cells
+    cropped = quality(images, tmp_path / "crop", aspect="2", fit="crop", kimg="0.016", fakes="4")
+    assert cropped.returncode == 0, cropped.stderr[-3000:]
+    assert json.loads(cropped.stdout.strip().splitlines()[-1])["fit"] == "crop"
+
+
 def test_an_index_csv_chooses_the_images(images, tmp_path):
     folder = tmp_path / "dataset"
     folder.mkdir()

@@ -66,6 +66,10 @@ def test_r1_gamma_is_a_number_or_auto_the_heuristic_of_stylegan2_ada():
     for res, batch in ((8, 16), (32, 16), (256, 64)):
         assert tp.gamma(res, batch) == pytest.approx(0.0002 * res ** 2 / batch)   # Karras et al. 2020
     assert params.parse("train", {"r1_gamma": 10}).gamma(32, 16) == 10.0
+    for res, batch in ((8, 16), (32, 16), (256, 4)):        # tall: H x W = res x res/2 pixels
+        assert tp.gamma(res, batch, aspect=2) == pytest.approx(0.0002 * res * (res // 2) / batch)
+        assert tp.gamma(res, batch, aspect=1) == tp.gamma(res, batch)
+    assert params.parse("train", {"r1_gamma": 10}).gamma(32, 16, aspect=2) == 10.0
     for bad in ("lots", -1, True, [1]):
         with pytest.raises(ParamError, match="train.r1_gamma"):
             params.parse("train", {"r1_gamma": bad})
