@@ -57,10 +57,6 @@ from pipeline.train import checkpoint
 from pipeline.train.checkpoint import load_generator
 from pipeline.train.dataset import pack
 
-# Part A of issue 16 adds checkpoint.check_aspect; until both parts are merged it may be missing, and then
-# the aspect is not checked. (The lead replaces this fallback with a plain import after the merge.)
-check_aspect = getattr(checkpoint, "check_aspect", None)
-
 log = logging.getLogger("evaluate")
 
 BATCH = 32                 # images per generator call (results do not depend on it with const noise)
@@ -88,17 +84,14 @@ def training_figures(folder: Path) -> dict:
 
 def real_images(data: Path, dataset: str, res: int, fit: str, background, aspect: int = 1) -> np.ndarray:
     """All reals of train.dataset at res x res // aspect, uint8 [N, H, W, 3], as training packs them."""
-    # aspect 1 calls pack as it always was, so square evaluation does not depend on Part A's new argument
-    path = pack(data / dataset, res, fit, background) if aspect == 1 else \
-        pack(data / dataset, res, fit, background, aspect=aspect)
+    path = pack(data / dataset, res, fit, background, aspect=aspect)
     arr = np.load(path)
     assert arr.ndim == 4 and arr.shape[1:] == (res, res // aspect, 3) and arr.dtype == np.uint8, arr.shape
     return arr
 
 
 def _check_aspect(G, wanted: int, what) -> None:
-    if check_aspect is not None:
-        check_aspect(int(getattr(G, "aspect", 1)), int(wanted), str(what))
+    checkpoint.check_aspect(int(getattr(G, "aspect", 1)), int(wanted), str(what))
 
 
 def _subset(n_total: int, n: int, seed: int) -> np.ndarray:

@@ -14,7 +14,6 @@ from pipeline.core.errors import UserError
 from pipeline.evaluate import fid, sampling
 from pipeline.evaluate import stage as evaluate
 from pipeline.evaluate.artefacts import artefacts
-from pipeline.train import checkpoint
 from pipeline.train.checkpoint import load_generator
 from tests.helpers.tiny import train_tiny
 
@@ -200,7 +199,6 @@ def test_no_trained_model_is_a_user_error(tmp_path):
                      data=tmp_path / "data" / "dataset", out=tmp_path / "eval")
 
 
-@pytest.mark.skipif(not hasattr(checkpoint, "check_aspect"), reason="lands with part A")
 def test_a_square_model_evaluated_at_aspect_2_is_one_line(project, tmp_path):
     ep = params.parse("eval", TINY_EVAL)
     with pytest.raises(UserError) as e:

@@ -17,12 +17,9 @@ from pipeline.core import params
 from pipeline.core.errors import UserError
 from pipeline.evaluate import sampling
 from pipeline.evaluate import stage as evaluate
-from pipeline.train import checkpoint
 from pipeline.train.checkpoint import load_generator
 from tests.helpers.project import ROOT, env_with_project_on_path
 from tests.helpers.tiny import make_dataset, tiny_params
-
-pytestmark = pytest.mark.skipif(not hasattr(checkpoint, "check_aspect"), reason="lands with part A")
 
 ROWS, COLS = 2, 3
 TINY_EVAL = {"grid_rows": ROWS, "grid_cols": COLS, "device": "cpu", "fid_images": 8}
