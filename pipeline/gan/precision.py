@@ -33,8 +33,10 @@ def enable_fp16(G, D, final_res: int) -> list[int]:
     for net, rgb in ((G.synthesis_net, G.synthesis_net.torgb), (D, D.fromrgb)):
         net.fp16_res = set(chosen)
         for r in chosen:
-            for m in chain(net.blocks[str(r)].modules(), rgb[str(r)].modules()):
-                if hasattr(m, "clamp"):
+            for name, m in chain(net.blocks[str(r)].named_modules(), rgb[str(r)].named_modules()):
+                # The residual D block's 1x1 shortcut is left unclamped, as in NVlabs (its skip layer has
+                # no conv_clamp): the sum with the main path is scaled by 1/sqrt(2) and stays in range.
+                if hasattr(m, "clamp") and name.rsplit(".", 1)[-1] != "skip":
                     m.clamp = FP16_CLAMP
                 if isinstance(m, ModulatedConv2d):
                     m.fp16 = True

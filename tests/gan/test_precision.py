@@ -98,3 +98,14 @@ def test_modulated_conv_scaling_for_fp16_changes_nothing_but_the_range():
     expected = torch.cat(expected)
     assert torch.allclose(plain, expected, atol=1e-6)
     assert torch.allclose(scaled, expected, atol=1e-6)
+
+
+def test_the_residual_shortcut_of_d_is_not_clamped_as_in_nvlabs():
+    """stylegan2's D blocks: conv layers get the clamp, the 1x1 skip (NVlabs: no conv_clamp) does not."""
+    mp = params.parse("model", {**TINY_MODEL, "arch": "stylegan2"})
+    G, D = build_networks(mp, max_res=16)
+    enable_fp16(G, D, 16)
+    block = D.blocks["16"]
+    clamps = {name: m.clamp for name, m in block.named_modules() if hasattr(m, "clamp")}
+    assert clamps["skip"] is None, clamps
+    assert sum(v == FP16_CLAMP for v in clamps.values()) >= 2, clamps
