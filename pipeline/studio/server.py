@@ -136,8 +136,8 @@ def serve(checkpoint, host: str = "127.0.0.1", port: int = 8766, device: str = "
           open_browser: bool = False) -> None:
     server = make_server(checkpoint, host, port, device, favourites)
     engine = server.engine
-    log.info("design studio: %s  (%s: %dx%d px on %s; favourites in %s; Ctrl-C stops)", server.url, checkpoint,
-             engine.res // engine.aspect, engine.res, engine.device, server.favourites.path)
+    log.info("design studio: %s  (%s: %d px wide x %d tall on %s; favourites in %s; Ctrl-C stops)", server.url,
+             checkpoint, engine.res // engine.aspect, engine.res, engine.device, server.favourites.path)
     if open_browser:
         webbrowser.open(server.url)
     try:
