@@ -8,16 +8,12 @@ import sys
 import pytest
 
 from tests.helpers.project import ROOT, env_with_project_on_path
-from tests.helpers.tiny import train_tiny
+from tests.helpers.tiny import tiny_models
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    root = tmp_path_factory.mktemp("project")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(root)
-        train_tiny(root)
-    return root / "models"
+    return tiny_models(tmp_path_factory)
 
 
 def test_bench_studio_reports_a_page(models):

@@ -12,16 +12,12 @@ from pipeline.core.errors import UserError
 from pipeline.evaluate import sampling
 from pipeline.train.checkpoint import load_generator
 from tests.helpers.project import ROOT, env_with_project_on_path
-from tests.helpers.tiny import train_tiny
+from tests.helpers.tiny import tiny_models
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    root = tmp_path_factory.mktemp("project")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(root)
-        train_tiny(root)
-    return root / "models"
+    return tiny_models(tmp_path_factory)
 
 
 def generate(*args, cwd=ROOT) -> subprocess.CompletedProcess:

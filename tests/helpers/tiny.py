@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from pipeline.core import params
@@ -55,3 +56,12 @@ def train_tiny(root, final_res: int = 16):
     for res in params.RESOLUTIONS:
         train(res, tp, mp, models=root / "models", logs=root / "logs", data=root / "data" / "dataset")
     return root
+
+
+def tiny_models(tmp_path_factory, name: str = "project") -> Path:
+    """models/ of `train_tiny` in a fresh temporary project (trained there as the working directory)."""
+    root = tmp_path_factory.mktemp(name)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        train_tiny(root)
+    return root / "models"

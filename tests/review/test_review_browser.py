@@ -6,8 +6,6 @@ the reason, where that is not installed (`apt-get install chromium`).
 from __future__ import annotations
 
 import re
-import shutil
-import threading
 from pathlib import Path
 
 import pytest
@@ -16,18 +14,12 @@ from PIL import Image
 from pipeline.core.files import read_csv, write_csv
 from pipeline.review.manifest import MANIFEST_COLUMNS
 from pipeline.review.server import make_server
+from tests.helpers import browser
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-if not CHROMIUM:
-    pytest.skip("no Chromium installed (apt-get install chromium); the browser test needs the system browser",
-                allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="the Python package playwright is not installed")
+sync_api = browser.require()
 
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
 FB = [f"fb-{i:012d}" for i in range(4)]
 FACE = "face-000000000000"
-WAIT_MS = 120_000
 
 
 def make_project(root: Path) -> Path:
@@ -50,26 +42,14 @@ def make_project(root: Path) -> Path:
 
 @pytest.fixture
 def page_url(tmp_path):
-    server = make_server(make_project(tmp_path), "127.0.0.1", 0)
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    yield tmp_path, server.url
-    server.shutdown()
-    server.server_close()
+    with browser.serving(make_server(make_project(tmp_path), "127.0.0.1", 0)) as server:
+        yield tmp_path, server.url
 
 
 @pytest.fixture
 def page():
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page()
-        # Waits are on conditions (a class, a response); the deadline only has to outlast a loaded machine.
-        page.set_default_timeout(WAIT_MS)
-        sync_api.expect.set_options(timeout=WAIT_MS)
-        errors = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
+    with browser.open_page() as page:
         yield page
-        browser.close()
-    assert not errors, errors
 
 
 def decisions(root: Path) -> dict[str, str]:

@@ -6,7 +6,6 @@ or text it sets; never on a timer.
 """
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,8 @@ from PIL import Image
 from pipeline.core.files import read_csv, write_csv
 from pipeline.review.manifest import MANIFEST_COLUMNS
 from pipeline.review.server import make_server
-from tests.review.test_review_browser import ARGS, CHROMIUM, WAIT_MS, classes, sync_api, tile
+from tests.helpers import browser
+from tests.review.test_review_browser import classes, sync_api, tile
 
 N = 120                                       # more than the smallest size shows on one screen
 IDS = [f"fb-{i:012d}" for i in range(N)]
@@ -41,25 +41,14 @@ def make_project(root: Path) -> Path:
 
 @pytest.fixture
 def served(tmp_path):
-    server = make_server(make_project(tmp_path), "127.0.0.1", 0)
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    yield tmp_path, server.url
-    server.shutdown()
-    server.server_close()
+    with browser.serving(make_server(make_project(tmp_path), "127.0.0.1", 0)) as server:
+        yield tmp_path, server.url
 
 
 @pytest.fixture
 def page():
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 720})
-        page.set_default_timeout(WAIT_MS)
-        sync_api.expect.set_options(timeout=WAIT_MS)
-        errors = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
+    with browser.open_page(viewport={"width": 1280, "height": 720}) as page:
         yield page
-        browser.close()
-    assert not errors, errors
 
 
 def settled(page):

@@ -8,16 +8,12 @@ import threading
 import pytest
 
 from pipeline.studio.server import make_server
-from tests.helpers.tiny import train_tiny
+from tests.helpers.tiny import tiny_models
 
 
 @pytest.fixture(scope="session")
 def models(tmp_path_factory):
-    root = tmp_path_factory.mktemp("studio-project")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(root)
-        train_tiny(root)
-    return root / "models"
+    return tiny_models(tmp_path_factory, "studio-project")
 
 
 class Served:

@@ -9,19 +9,12 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 
 import pytest
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-if not CHROMIUM:
-    pytest.skip("no Chromium installed (apt-get install chromium); the browser test needs the system browser",
-                allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="the Python package playwright is not installed")
+from tests.helpers import browser
 
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
-WAIT_MS = 120_000
+sync_api = browser.require()
 BIG_PIXELS = """img => { const c = document.createElement('canvas'); c.width = img.naturalWidth;
   c.height = img.naturalHeight; const g = c.getContext('2d'); g.drawImage(img, 0, 0);
   return Array.from(g.getImageData(0, 0, c.width, c.height).data); }"""
@@ -29,16 +22,8 @@ BIG_PIXELS = """img => { const c = document.createElement('canvas'); c.width = i
 
 @pytest.fixture
 def page():
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page()
-        page.set_default_timeout(WAIT_MS)   # a deadline for a loaded machine, not a wait
-        sync_api.expect.set_options(timeout=WAIT_MS)
-        errors = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
+    with browser.open_page() as page:
         yield page
-        browser.close()
-    assert not errors, errors
 
 
 def settled(page, shown: str):
