@@ -113,7 +113,7 @@ def test_every_path_the_readme_names_exists():
     assert missing == []
 
 
-def test_a_non_editable_install_ships_the_page_and_every_subpackage(tmp_path):
+def test_a_non_editable_install_ships_the_pages_and_every_subpackage(tmp_path):
     pytest.importorskip("setuptools", minversion="68")
     source, target = tmp_path / "source", tmp_path / "site"
     source.mkdir()
@@ -127,15 +127,18 @@ def test_a_non_editable_install_ships_the_page_and_every_subpackage(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     for name in pipeline.LAYERS:
         assert (target / "pipeline" / name / "__init__.py").exists(), name
-    # The page's files are found where the installed server looks for them, not in this checkout.
-    code = ("import pipeline.review.server as s; print(s.STATIC); "
-            "print(sorted(p.name for p in s.STATIC.iterdir()))")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
-                       env={**os.environ, "PYTHONPATH": str(target)})
-    assert r.returncode == 0, r.stderr[-2000:]
-    where, files = r.stdout.splitlines()
-    assert Path(where).is_relative_to(target)
-    assert files == str(["detail.js", "index.html", "review.css", "review.js"])
+    # Both pages' files are found where the installed servers look for them, not in this checkout.
+    pages = {"review": ["detail.js", "index.html", "review.css", "review.js"],
+             "studio": ["index.html", "studio.css", "studio.js"]}
+    for page, expected in pages.items():
+        code = (f"import pipeline.{page}.server as s; print(s.STATIC); "
+                "print(sorted(p.name for p in s.STATIC.iterdir()))")
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                           env={**os.environ, "PYTHONPATH": str(target)})
+        assert r.returncode == 0, r.stderr[-2000:]
+        where, files = r.stdout.splitlines()
+        assert Path(where).is_relative_to(target), page
+        assert files == str(expected), page
 
 
 def test_temp_repos_skip_only_what_training_wrote():

@@ -3,8 +3,6 @@ the same pixels as `python -m stages.generate`, and the web layer's checks throu
 from __future__ import annotations
 
 import io
-import os
-import shutil
 import subprocess
 import sys
 
@@ -129,24 +127,3 @@ def test_random_noise_matches_generate_and_differs_from_const(studio, models, tm
     assert np.abs(got - want).max() <= 1
     assert np.array_equal(got, png_of(studio, "/api/image?seed=7&noise=random"))       # repeatable
     assert not np.array_equal(got, png_of(studio, "/api/image?seed=7"))
-
-
-def test_a_non_editable_install_ships_the_page(tmp_path):
-    """The page's files are found where the installed server looks for them (pyproject's package-data)."""
-    pytest.importorskip("setuptools", minversion="68")
-    source, target = tmp_path / "source", tmp_path / "site"
-    source.mkdir()
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(ROOT / name, source / name)
-    for name in ("pipeline", "stages"):
-        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
-    r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                        "--no-cache-dir", "--target", str(target), str(source)], capture_output=True, text=True,
-                       cwd=tmp_path)
-    assert r.returncode == 0, r.stderr[-2000:]
-    code = "import pipeline.studio.server as s; print(s.STATIC); print(sorted(p.name for p in s.STATIC.iterdir()))"
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
-                       env={**os.environ, "PYTHONPATH": str(target)})
-    assert r.returncode == 0, r.stderr[-2000:]
-    where, files = r.stdout.splitlines()
-    assert where.startswith(str(target)) and files == str(["index.html", "studio.css", "studio.js"])
