@@ -28,6 +28,7 @@ from PIL import Image
 
 from pipeline.evaluate import sampling
 from pipeline.evaluate.sampling import BANDS, NOISE_MODES
+from pipeline.gan import grids
 from pipeline.gan.networks import style_bands
 from pipeline.train.checkpoint import digest_of, load_generator
 
@@ -92,21 +93,20 @@ def draw(G, res: int, specs: list[Spec]) -> list[np.ndarray]:
     return out
 
 
-def png(images: np.ndarray, strip: bool) -> bytes:
-    """One image, or a strip of cells side by side at the model's resolution (as generate --min-cell 1)."""
-    img = sampling.layout(images, 1, len(images), 1) if strip else Image.fromarray(images[0])
+def _encode(img: Image.Image) -> bytes:
     buf = io.BytesIO()
     img.save(buf, "PNG", compress_level=3)
     return buf.getvalue()
+
+
+def png(images: np.ndarray, strip: bool) -> bytes:
+    """One image, or a strip of cells side by side at the model's resolution (as generate --min-cell 1)."""
+    return _encode(sampling.layout(images, 1, len(images), 1) if strip else Image.fromarray(images[0]))
 
 
 def enlarge(data: bytes, factor: int) -> bytes:
-    """A PNG enlarged by a whole factor, nearest neighbour (crisp pixels for export)."""
-    img = Image.open(io.BytesIO(data))
-    img = img.resize((img.width * factor, img.height * factor), Image.NEAREST)
-    buf = io.BytesIO()
-    img.save(buf, "PNG", compress_level=3)
-    return buf.getvalue()
+    """A PNG enlarged by a whole factor, nearest neighbour (crisp pixels for export), as the grids are."""
+    return _encode(grids.enlarge(Image.open(io.BytesIO(data)), factor))
 
 
 class Engine:
