@@ -44,19 +44,26 @@ def main():
               help="random images in the synthetic data set")
 @click.option("--threads", type=click.IntRange(0), default=0, help="CPU threads for torch; 0 = torch's default")
 @click.option("--fast", is_flag=True, help="bf16, channels_last, fused Adam and compile together")
-@click.option("--aspect", type=click.Choice(["1", "2"]), default="1", show_default=True,
-              help="model.aspect: 1 square, 2 tall (--res px tall, half as wide)")
+@click.option("--aspect", type=click.Choice(["1", "2"]), multiple=True, default=["1"], show_default=True,
+              help="model.aspect: 1 square, 2 tall (--res px tall, half as wide); twice (--aspect 1 --aspect 2) "
+                   "times both in one process, in alternating rounds, and prints the ratio")
+@click.option("--rounds", type=click.IntRange(1), default=4, show_default=True,
+              help="with two --aspect: alternating timed rounds (--kimg in all per aspect)")
 def train(res, batch, arch, cbase, cmax, map_layers, z_dim, kimg, warmup, device, precision, channels_last,
-          compile_, cuda_graphs, fused_adam, augment, log_every, images, threads, fast, aspect):
+          compile_, cuda_graphs, fused_adam, augment, log_every, images, threads, fast, aspect, rounds):
     """Time full training steps on random images; the last line is JSON."""
     if fast:
         precision, channels_last, fused_adam, compile_ = "bf16", True, True, True
+    aspects = tuple(dict.fromkeys(int(a) for a in aspect))
     try:
-        from pipeline.bench.train import bench_train
+        from pipeline.bench.train import bench_aspects, bench_train
 
-        result = bench_train(int(res), batch, arch, cbase, cmax, map_layers, z_dim, kimg, warmup, device,
-                             precision, channels_last, compile_, cuda_graphs, fused_adam, augment, log_every,
-                             images, threads, echo=click.echo, aspect=int(aspect))
+        common = (int(res), batch, arch, cbase, cmax, map_layers, z_dim, kimg, warmup, device, precision,
+                  channels_last, compile_, cuda_graphs, fused_adam, augment, log_every, images, threads)
+        if len(aspects) == 1:
+            result = bench_train(*common, echo=click.echo, aspect=aspects[0])
+        else:
+            result = bench_aspects(*common, echo=click.echo, aspects=aspects, rounds=rounds)
     except UserError as e:   # e.g. --device cuda without a GPU: one line, no traceback
         raise click.ClickException(str(e))
     click.echo(json.dumps(result))

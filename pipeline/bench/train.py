@@ -3,6 +3,7 @@
   python -m pipeline.bench train --res 256 --batch 64 --arch stylegan2 --cbase 16384 --cmax 512 \\
       --map-layers 2 --kimg 5 --device cuda --precision bf16 --channels-last --compile
   python -m pipeline.bench train --res 32 --aspect 2 ...     (32 tall, 16 wide: model.aspect 2)
+  python -m pipeline.bench train --res 32 --aspect 1 --aspect 2 --rounds 4 ...   (both, in alternating rounds)
   python -m pipeline.bench data --copies 25 --workers 1 --workers 2
 
 `train` times the stages' own Trainer.step (D and G updates, lazy R1 every 16 steps, path length
@@ -16,6 +17,7 @@ import math
 import os
 import platform
 import resource
+import statistics
 import time
 
 import numpy as np
@@ -95,30 +97,26 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def bench_train(res: int = 32, batch: int = 16, arch: str = "stylegan2", cbase: int = 2048, cmax: int = 256,
-                map_layers: int = 2, z_dim: int = 512, kimg: float = 0.32, warmup: int = 10,
-                device: str = "auto", precision: str = "fp32", channels_last: bool = False,
-                compile: bool = False, cuda_graphs: bool = False, fused_adam: bool = False,
-                augment: str = "none", log_every: int = 10, images: int = 1024, threads: int = 0,
-                echo=print, aspect: int = 1) -> dict:
-    """Build, warm up, time whole steps; return the figures and the settings (also echoed)."""
-    if threads > 0:
-        torch.set_num_threads(threads)
+def _prepare(res, batch, arch, cbase, cmax, map_layers, z_dim, kimg, warmup, device, precision, channels_last,
+             compile, cuda_graphs, fused_adam, augment, log_every, images, aspect, rounds, echo):
+    """A trainer, its random images, how many steps a round times, and the settings (echoed)."""
     trainer = make_trainer(res, batch, arch, cbase, cmax, map_layers, z_dim, device, precision,
                            channels_last, compile, cuda_graphs, fused_adam, augment, log_every, aspect=aspect)
     rt = trainer.rt
     source = SyntheticSource(images, res, rt.device, aspect=aspect)
-    # A whole number of R1 and path-length cycles, so the timed steps hold their fair share of both.
+    # A whole number of R1 and path-length cycles per round, so the timed steps hold their fair share of both.
     cycle = math.lcm(R1_INTERVAL, PL_INTERVAL)
-    steps = max(cycle, math.ceil(kimg * 1000 / batch / cycle) * cycle)
+    steps = max(cycle, math.ceil(kimg * 1000 / batch / rounds / cycle) * cycle)
     settings = {
-        "res": res, "aspect": aspect, "height": res, "width": res // aspect, "batch": batch, "arch": arch, "cbase": cbase, "cmax": cmax, "map_layers": map_layers,
+        "res": res, "aspect": aspect, "height": res, "width": res // aspect, "batch": batch, "arch": arch,
+        "cbase": cbase, "cmax": cmax, "map_layers": map_layers,
         "z_dim": z_dim, "w_dim": z_dim, "channels": {r: min(cbase // r, cmax) for r in trainer.G.resolutions},
         "r1_interval": R1_INTERVAL, "pl_interval": PL_INTERVAL,
         "pl_weight": PL_WEIGHT if arch == "stylegan2" else 0.0,     # path length is StyleGAN2's only
         "style_mixing": STYLE_MIXING, "augment": augment, "precision": rt.precision,
         "channels_last": channels_last, "compile": compile, "cuda_graphs": cuda_graphs,
-        "fused_adam": fused_adam, "log_every": log_every, "warmup_steps": warmup, "timed_steps": steps,
+        "fused_adam": fused_adam, "log_every": log_every, "warmup_steps": warmup, "timed_steps": steps * rounds,
+        "rounds": rounds,
         "device": str(rt.device), "device_name": device_name(rt.device), "torch": torch.__version__,
         "cuda": torch.version.cuda if rt.device.type == "cuda" else None,
         "params_G": sum(p.numel() for p in trainer.G.parameters()),
@@ -128,19 +126,24 @@ def bench_train(res: int = 32, batch: int = 16, arch: str = "stylegan2", cbase: 
         settings["load_avg_before"] = round(os.getloadavg()[0], 2)
     echo("settings: " + ", ".join(f"{k}={v}" for k, v in settings.items() if k != "channels"))
     echo(f"channels per resolution: {settings['channels']}")
-
     start = time.perf_counter()
     run_steps(trainer, source, warmup, log_every)
     _sync(rt.device)
     echo(f"warm-up: {warmup} steps in {time.perf_counter() - start:.1f} s, not timed (compilation, "
          f"cuDNN autotuning, allocator growth)")
+    return trainer, source, steps, settings
 
+
+def _timed_round(trainer: Trainer, source, steps: int, log_every: int) -> tuple[float, dict]:
     start = time.perf_counter()
     losses = run_steps(trainer, source, steps, log_every)
-    _sync(rt.device)
-    seconds = time.perf_counter() - start
-    timed_images = steps * batch
-    peak, peak_kind = peak_memory_gb(rt.device)
+    _sync(trainer.rt.device)
+    return time.perf_counter() - start, losses
+
+
+def _result(seconds: float, steps: int, losses: dict, settings: dict, device: torch.device, echo) -> dict:
+    timed_images = steps * settings["batch"]
+    peak, peak_kind = peak_memory_gb(device)
     result = {
         "s_per_kimg": round(seconds / timed_images * 1000, 3),
         "img_per_s": round(timed_images / seconds, 2),
@@ -150,10 +153,69 @@ def bench_train(res: int = 32, batch: int = 16, arch: str = "stylegan2", cbase: 
         "losses": {k: round(v, 4) for k, v in losses.items()},
         **settings,
     }
-    if rt.device.type == "cpu":
+    if device.type == "cpu":
         result["load_avg_after"] = round(os.getloadavg()[0], 2)
     echo(f"{timed_images} images in {seconds:.2f} s: {result['s_per_kimg']} s/kimg, "
          f"{result['img_per_s']} images/s, {result['ms_per_step']} ms/step, "
          f"peak memory {result['peak_mem_gb']} GB ({peak_kind})")
     echo(f"last losses: {result['losses']}")
     return result
+
+
+def bench_train(res: int = 32, batch: int = 16, arch: str = "stylegan2", cbase: int = 2048, cmax: int = 256,
+                map_layers: int = 2, z_dim: int = 512, kimg: float = 0.32, warmup: int = 10,
+                device: str = "auto", precision: str = "fp32", channels_last: bool = False,
+                compile: bool = False, cuda_graphs: bool = False, fused_adam: bool = False,
+                augment: str = "none", log_every: int = 10, images: int = 1024, threads: int = 0,
+                echo=print, aspect: int = 1) -> dict:
+    """Build, warm up, time whole steps; return the figures and the settings (also echoed)."""
+    if threads > 0:
+        torch.set_num_threads(threads)
+    trainer, source, steps, settings = _prepare(res, batch, arch, cbase, cmax, map_layers, z_dim, kimg, warmup,
+                                                device, precision, channels_last, compile, cuda_graphs,
+                                                fused_adam, augment, log_every, images, aspect, 1, echo)
+    seconds, losses = _timed_round(trainer, source, steps, log_every)
+    return _result(seconds, steps, losses, settings, trainer.rt.device, echo)
+
+
+def bench_aspects(res: int = 32, batch: int = 16, arch: str = "stylegan2", cbase: int = 2048, cmax: int = 256,
+                  map_layers: int = 2, z_dim: int = 512, kimg: float = 0.32, warmup: int = 10,
+                  device: str = "auto", precision: str = "fp32", channels_last: bool = False,
+                  compile: bool = False, cuda_graphs: bool = False, fused_adam: bool = False,
+                  augment: str = "none", log_every: int = 10, images: int = 1024, threads: int = 0,
+                  echo=print, aspects: tuple[int, ...] = (1, 2), rounds: int = 4) -> dict:
+    """Square against tall in one process: both trainers built and warmed up, then timed in alternating
+    rounds (each a whole number of R1 cycles, kimg in all per aspect), so that a machine that speeds up
+    or slows down during the run (other work, clocks) weighs on both alike. Returns each aspect's
+    figures and each one's s/kimg over the first's."""
+    if threads > 0:
+        torch.set_num_threads(threads)
+    runs = {}
+    for aspect in aspects:
+        echo(f"-- aspect {aspect}")
+        runs[aspect] = _prepare(res, batch, arch, cbase, cmax, map_layers, z_dim, kimg, warmup, device,
+                                precision, channels_last, compile, cuda_graphs, fused_adam, augment, log_every,
+                                images, aspect, rounds, echo)
+    seconds, rounds_s, losses = {a: 0.0 for a in aspects}, {a: [] for a in aspects}, {}
+    for r in range(rounds):
+        for aspect, (trainer, source, steps, _) in runs.items():
+            took, losses[aspect] = _timed_round(trainer, source, steps, log_every)
+            seconds[aspect] += took
+            rounds_s[aspect].append(round(took / (steps * batch) * 1000, 3))
+        echo(f"round {r + 1}/{rounds}: " + ", ".join(f"aspect {a} {rounds_s[a][-1]} s/kimg" for a in aspects))
+    results = {}
+    for aspect, (trainer, _, steps, settings) in runs.items():
+        echo(f"-- aspect {aspect} ({res} x {res // aspect}), all rounds")
+        results[aspect] = _result(seconds[aspect], steps * rounds, losses[aspect], settings, trainer.rt.device,
+                                  echo)
+        results[aspect]["rounds_s_per_kimg"] = rounds_s[aspect]
+    first = aspects[0]
+    ratios = {a: round(seconds[a] / seconds[first], 3) for a in aspects}
+    # Each round times the aspects back to back, so a burst of other work on the machine spoils one round's
+    # ratio, not all of them: the median over rounds is the figure to quote from a shared machine.
+    medians = {a: round(statistics.median(x / y for x, y in zip(rounds_s[a], rounds_s[first])), 3) for a in aspects}
+    echo(f"s/kimg over aspect {first}: " + ", ".join(
+        f"aspect {a} {ratios[a]}x (median of the rounds {medians[a]}x)" for a in aspects[1:]) +
+        "; peak memory is the process's, both trainers together")
+    return {"aspects": {str(a): results[a] for a in aspects}, "ratio_to_first": {str(a): ratios[a] for a in aspects},
+            "median_round_ratio": {str(a): medians[a] for a in aspects}}

@@ -69,6 +69,25 @@ def test_train_bench_at_aspect_2_trains_tall_images():
     assert set(trainer.step(source)) >= {"loss_D", "loss_G"}
 
 
+def test_train_bench_times_square_and_tall_in_alternating_rounds():
+    lines, result = run_bench("train", "--res", "8", "--batch", "4", "--cbase", "64", "--cmax", "16", "--z-dim",
+                              "16", "--kimg", "0.03", "--warmup", "1", "--device", "cpu", "--threads", "1",
+                              "--aspect", "1", "--aspect", "2", "--rounds", "2")
+    square, tall = result["aspects"]["1"], result["aspects"]["2"]
+    assert (square["width"], tall["width"]) == (8, 4) and square["height"] == tall["height"] == 8
+    for r in (square, tall):   # each round one whole R1 cycle: 2 x 16 steps x 4 images
+        assert r["timed_steps"] == 32 and r["timed_images"] == 128 and len(r["rounds_s_per_kimg"]) == 2
+        assert r["s_per_kimg"] > 0 and {"r1", "pl"} <= r["losses"].keys()
+        assert abs(sum(r["rounds_s_per_kimg"]) / 2 - r["s_per_kimg"]) < 0.01 * r["s_per_kimg"]
+    assert result["ratio_to_first"] == {"1": 1.0, "2": round(tall["seconds"] / square["seconds"], 3)}
+    per_round = sorted(t / s for t, s in zip(tall["rounds_s_per_kimg"], square["rounds_s_per_kimg"]))
+    assert result["median_round_ratio"]["1"] == 1.0
+    assert abs(result["median_round_ratio"]["2"] - sum(per_round) / 2) < 0.002     # the median of two
+    rounds = [line for line in lines if line.startswith("round ")]
+    assert len(rounds) == 2 and all("aspect 1" in line and "aspect 2" in line for line in rounds)
+    assert any(line.startswith("s/kimg over aspect 1: aspect 2") for line in lines)
+
+
 def test_bf16_autocast_step_is_finite_and_close_to_fp32():
     _, fp32 = train()
     _, bf16 = train(precision="bf16")
