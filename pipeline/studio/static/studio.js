@@ -147,7 +147,9 @@ function columns() {
 function move(delta) {
   const next = state.seed + delta;
   if (next < 0 || next > SEED_MAX) return;
-  if (next < state.start) return jump(next);
+  // A seed off the grid (a swapped-in re-roll, an opened favourite) starts a new grid there: growing
+  // this one a page at a time to reach a seed billions away would freeze the page.
+  if (next < state.start || next >= state.start + state.count + PAGE) return jump(next);
   while (next >= state.start + state.count) more();
   choose(next);
   const tile = $(`#grid .cand[data-seed="${next}"]`);
