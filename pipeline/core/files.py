@@ -91,6 +91,16 @@ def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+def file_stamp(path: str | os.PathLike) -> tuple[int, int, int] | None:
+    """(mtime in ns, size, inode) of a file, or None where it is missing: what tells that it changed on
+    disk since it was last read, also when an atomic write replaced it within the same clock tick."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_mtime_ns, st.st_size, st.st_ino
+
+
 def save_image(path: str | os.PathLike, image) -> None:
     """Save a PIL image as PNG atomically (PNG is lossless, so later stages see exact pixels)."""
     buf = io.BytesIO()

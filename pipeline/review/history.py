@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from pipeline.core.errors import UserError
-from pipeline.core.files import clean_text
+from pipeline.core.files import clean_text, file_stamp
 
 log = logging.getLogger("review-page")
 
@@ -55,11 +55,6 @@ def _check_entry(entry) -> str:
     return ""
 
 
-def _stamp(path: Path):
-    st = path.stat()
-    return st.st_size, st.st_mtime_ns, st.st_ino
-
-
 class History:
     def __init__(self, path: Path):
         self.path = path
@@ -70,7 +65,9 @@ class History:
     def read(self) -> list[dict]:
         """Every action in the file, oldest first; a broken line is a UserError naming it."""
         try:
-            stamp = _stamp(self.path)
+            stamp = file_stamp(self.path)
+            if stamp is None:
+                return []
             if self._cache and self._cache[0] == stamp:
                 return list(self._cache[1])
             data = self.path.read_bytes()
@@ -132,7 +129,7 @@ class History:
             f.write(line)
             f.flush()
             os.fsync(f.fileno())
-        self._cache = (_stamp(self.path), [*entries, entry])
+        self._cache = (file_stamp(self.path), [*entries, entry])
         if created and hasattr(os, "O_DIRECTORY"):  # the new file's name must survive a power cut too
             fd = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
             try:

@@ -17,7 +17,7 @@ from PIL import Image
 
 from pipeline.core import params
 from pipeline.core.errors import UserError
-from pipeline.core.files import write_bytes
+from pipeline.core.files import file_stamp, write_bytes
 from pipeline.core.web import RequestError
 from pipeline.review.history import HISTORY, History, state
 from pipeline.review.manifest import STATUSES, Decision, read_decisions, read_manifest, write_decisions
@@ -66,15 +66,6 @@ def folders(source: str) -> list[str]:
     return out
 
 
-def _stamp(path: Path):
-    """What tells us a file changed on disk (or None if it is missing)."""
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return None
-    return st.st_mtime_ns, st.st_size
-
-
 class ReviewStore:
     """The manifest and the decisions, kept in memory and re-read whenever their files change."""
 
@@ -106,7 +97,7 @@ class ReviewStore:
     def refresh(self) -> None:
         """Pick up a re-run of the stage, or decisions.csv edited by hand or by a second server."""
         with self.lock:
-            stamp = _stamp(self.manifest_path)
+            stamp = file_stamp(self.manifest_path)
             if stamp is None:  # `dvc repro` removes a stage's outputs before it runs
                 raise UserError(f"{MANIFEST} is gone; wait for `dvc repro` to finish, then reload the page")
             if stamp != self._manifest_stamp:
@@ -121,7 +112,7 @@ class ReviewStore:
                 self.search_text = {r["id"]: "\n".join((r.get("source", ""), r.get("asset", ""), r.get("path", ""),
                                                         r["id"])).lower() for r in rows}
                 self._manifest_stamp = stamp
-            stamp = _stamp(self.decisions_path)
+            stamp = file_stamp(self.decisions_path)
             if stamp != self._decisions_stamp:
                 self.decisions = read_decisions(self.decisions_path)
                 self._decisions_stamp = stamp
@@ -195,7 +186,7 @@ class ReviewStore:
             except (KeyError, TypeError, ValueError):
                 return None
 
-        stamp = _stamp(self.root / row["path"]) if row.get("path") else None
+        stamp = file_stamp(self.root / row["path"]) if row.get("path") else None
         return {"id": row["id"], "kind": row["kind"], "source": row.get("source", ""),
                 "asset": row.get("asset", ""), "path": row.get("path", ""), "image": row.get("image", ""),
                 "status": status, "reason": reason, "decided": decision is not None,
@@ -257,7 +248,7 @@ class ReviewStore:
             else:
                 current[step["id"]] = Decision(value["status"], value["note"])
         write_decisions(self.decisions_path, current)
-        self.decisions, self._decisions_stamp = current, _stamp(self.decisions_path)
+        self.decisions, self._decisions_stamp = current, file_stamp(self.decisions_path)
 
     def undo(self) -> dict:
         """Revert the newest action not yet undone (from any tab or any earlier session)."""
