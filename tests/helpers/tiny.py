@@ -49,19 +49,20 @@ def make_dataset(root: Path, colours=((220, 40, 40), (200, 60, 30), (240, 90, 60
     return folder
 
 
-def train_tiny(root, final_res: int = 16):
-    """models/res8 and res16 trained from 12 flat-colour images; res32 ... res256 skipped (run from root)."""
+def train_tiny(root, final_res: int = 16, model: dict | None = None):
+    """models/res8 and res16 trained from 12 flat-colour images; res32 ... res256 skipped (run from root).
+    `model`: overrides of the model section (e.g. {"aspect": 2})."""
     make_dataset(root)
-    tp, mp = tiny_params(train={"final_res": final_res})
+    tp, mp = tiny_params(train={"final_res": final_res}, model=model)
     for res in params.RESOLUTIONS:
         train(res, tp, mp, models=root / "models", logs=root / "logs", data=root / "data" / "dataset")
     return root
 
 
-def tiny_models(tmp_path_factory, name: str = "project") -> Path:
+def tiny_models(tmp_path_factory, name: str = "project", final_res: int = 16, model: dict | None = None) -> Path:
     """models/ of `train_tiny` in a fresh temporary project (trained there as the working directory)."""
     root = tmp_path_factory.mktemp(name)
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
-        train_tiny(root)
+        train_tiny(root, final_res, model)
     return root / "models"

@@ -20,9 +20,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.train.stage import run as train
 from tests.helpers import browser
-from tests.helpers.tiny import make_dataset, tiny_params
+from tests.helpers.tiny import tiny_models
 
 sync_api = browser.require()
 BIG_PIXELS = """img => { const c = document.createElement('canvas'); c.width = img.naturalWidth;
@@ -219,13 +218,7 @@ def test_export_of_a_favourite_is_the_large_view_enlarged(models, serve, tmp_pat
 @pytest.fixture(scope="module")
 def tall_models(tmp_path_factory):
     """models/res8 really trained at model.aspect 2 (8 tall x 4 wide): a few seconds, one stage."""
-    root = tmp_path_factory.mktemp("studio-tall")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(root)
-        make_dataset(root)
-        tp, mpar = tiny_params(train={"final_res": 8}, model={"aspect": 2})
-        train(8, tp, mpar, models=root / "models", logs=root / "logs", data=root / "data" / "dataset")
-    return root / "models"
+    return tiny_models(tmp_path_factory, "studio-tall", final_res=8, model={"aspect": 2})
 
 
 def test_a_tall_model_draws_tall_in_the_grid_the_large_view_and_exports(tall_models, serve, tmp_path, page):
