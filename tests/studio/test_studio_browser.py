@@ -89,16 +89,16 @@ def test_pick_truncate_mix_keep_and_reload(models, serve, tmp_path, page):
     settled(page, "/api/image?seed=4&psi=0.35&")
 
 
+def enlarged(pixels, height: int, width: int, scale: int) -> list[int]:
+    """RGBA pixels of a height x width image, row by row as a canvas gives them, enlarged `scale` x (nearest)."""
+    rgba = np.asarray(pixels, dtype=np.uint8).reshape(height, width, 4)
+    return list(rgba.repeat(scale, axis=0).repeat(scale, axis=1).ravel())
+
+
 def pixels_of(png: bytes, scale: int = 1) -> list[int]:
     """A PNG's pixels as the page reads them off a canvas (RGBA, row by row), enlarged `scale` x (nearest)."""
     rgba = np.asarray(Image.open(io.BytesIO(png)).convert("RGBA"))
-    return list(rgba.repeat(scale, axis=0).repeat(scale, axis=1).ravel())
-
-
-def enlarged(pixels: list[int], height: int, width: int, scale: int) -> list[int]:
-    """The page's RGBA pixels of a height x width image, enlarged `scale` x (nearest)."""
-    rgba = np.asarray(pixels, dtype=np.uint8).reshape(height, width, 4)
-    return list(rgba.repeat(scale, axis=0).repeat(scale, axis=1).ravel())
+    return enlarged(rgba, *rgba.shape[:2], scale)
 
 
 def shown(page, selector: str) -> str:
