@@ -56,14 +56,15 @@ def train(res, batch, arch, cbase, cmax, map_layers, z_dim, kimg, warmup, device
         precision, channels_last, fused_adam, compile_ = "bf16", True, True, True
     aspects = tuple(dict.fromkeys(int(a) for a in aspect))
     try:
-        from pipeline.bench.train import bench_aspects, bench_train
+        from pipeline.bench.train import Setup, bench_aspects, bench_train
 
-        common = (int(res), batch, arch, cbase, cmax, map_layers, z_dim, kimg, warmup, device, precision,
-                  channels_last, compile_, cuda_graphs, fused_adam, augment, log_every, images, threads)
+        setup = Setup(int(res), batch, arch, cbase, cmax, map_layers, z_dim, device, precision, channels_last,
+                      compile_, cuda_graphs, fused_adam, augment, log_every, aspects[0])
+        timing = {"kimg": kimg, "warmup": warmup, "images": images, "threads": threads, "echo": click.echo}
         if len(aspects) == 1:
-            result = bench_train(*common, echo=click.echo, aspect=aspects[0])
+            result = bench_train(setup, **timing)
         else:
-            result = bench_aspects(*common, echo=click.echo, aspects=aspects, rounds=rounds)
+            result = bench_aspects(setup, aspects, rounds, **timing)
     except UserError as e:   # e.g. --device cuda without a GPU: one line, no traceback
         raise click.ClickException(str(e))
     click.echo(json.dumps(result))

@@ -19,6 +19,7 @@ import platform
 import resource
 import statistics
 import time
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -97,26 +98,46 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _prepare(res, batch, arch, cbase, cmax, map_layers, z_dim, kimg, warmup, device, precision, channels_last,
-             compile, cuda_graphs, fused_adam, augment, log_every, images, aspect, rounds, echo):
+@dataclass(frozen=True)
+class Setup:
+    """One benchmark trainer: the model, the step and the runtime (make_trainer's arguments)."""
+    res: int = 32                   # height in px; the width is res / aspect
+    batch: int = 16                 # images per step
+    arch: str = "stylegan2"         # stylegan | stylegan2
+    cbase: int = 2048               # channels at resolution r: min(cbase / r, cmax)
+    cmax: int = 256
+    map_layers: int = 2             # mapping-network layers
+    z_dim: int = 512                # z and w width
+    device: str = "auto"            # auto | cpu | cuda
+    precision: str = "fp32"         # fp32 | bf16 | fp16
+    channels_last: bool = False
+    compile: bool = False           # torch.compile the main G and D passes
+    cuda_graphs: bool = False       # with compile on CUDA: mode reduce-overhead
+    fused_adam: bool = False
+    augment: str = "none"           # none | diffaugment | ada
+    log_every: int = 10             # read the losses back every N steps, as the stage does
+    aspect: int = 1                 # model.aspect: 1 square, 2 tall
+
+
+def _prepare(setup: Setup, kimg: float, warmup: int, images: int, rounds: int, echo):
     """A trainer, its random images, how many steps a round times, and the settings (echoed)."""
-    trainer = make_trainer(res, batch, arch, cbase, cmax, map_layers, z_dim, device, precision,
-                           channels_last, compile, cuda_graphs, fused_adam, augment, log_every, aspect=aspect)
-    rt = trainer.rt
+    trainer = make_trainer(**asdict(setup))
+    rt, res, batch, aspect = trainer.rt, setup.res, setup.batch, setup.aspect
     source = SyntheticSource(images, res, rt.device, aspect=aspect)
     # A whole number of R1 and path-length cycles per round, so the timed steps hold their fair share of both.
     cycle = math.lcm(R1_INTERVAL, PL_INTERVAL)
     steps = max(cycle, math.ceil(kimg * 1000 / batch / rounds / cycle) * cycle)
     settings = {
-        "res": res, "aspect": aspect, "height": res, "width": res // aspect, "batch": batch, "arch": arch,
-        "cbase": cbase, "cmax": cmax, "map_layers": map_layers,
-        "z_dim": z_dim, "w_dim": z_dim, "channels": {r: min(cbase // r, cmax) for r in trainer.G.resolutions},
+        "res": res, "aspect": aspect, "height": res, "width": res // aspect, "batch": batch, "arch": setup.arch,
+        "cbase": setup.cbase, "cmax": setup.cmax, "map_layers": setup.map_layers,
+        "z_dim": setup.z_dim, "w_dim": setup.z_dim,
+        "channels": {r: min(setup.cbase // r, setup.cmax) for r in trainer.G.resolutions},
         "r1_interval": R1_INTERVAL, "pl_interval": PL_INTERVAL,
-        "pl_weight": PL_WEIGHT if arch == "stylegan2" else 0.0,     # path length is StyleGAN2's only
-        "style_mixing": STYLE_MIXING, "augment": augment, "precision": rt.precision,
-        "channels_last": channels_last, "compile": compile, "cuda_graphs": cuda_graphs,
-        "fused_adam": fused_adam, "log_every": log_every, "warmup_steps": warmup, "timed_steps": steps * rounds,
-        "rounds": rounds,
+        "pl_weight": PL_WEIGHT if setup.arch == "stylegan2" else 0.0,     # path length is StyleGAN2's only
+        "style_mixing": STYLE_MIXING, "augment": setup.augment, "precision": rt.precision,
+        "channels_last": setup.channels_last, "compile": setup.compile, "cuda_graphs": setup.cuda_graphs,
+        "fused_adam": setup.fused_adam, "log_every": setup.log_every, "warmup_steps": warmup,
+        "timed_steps": steps * rounds, "rounds": rounds,
         "device": str(rt.device), "device_name": device_name(rt.device), "torch": torch.__version__,
         "cuda": torch.version.cuda if rt.device.type == "cuda" else None,
         "params_G": sum(p.numel() for p in trainer.G.parameters()),
@@ -127,7 +148,7 @@ def _prepare(res, batch, arch, cbase, cmax, map_layers, z_dim, kimg, warmup, dev
     echo("settings: " + ", ".join(f"{k}={v}" for k, v in settings.items() if k != "channels"))
     echo(f"channels per resolution: {settings['channels']}")
     start = time.perf_counter()
-    run_steps(trainer, source, warmup, log_every)
+    run_steps(trainer, source, warmup, setup.log_every)
     _sync(rt.device)
     echo(f"warm-up: {warmup} steps in {time.perf_counter() - start:.1f} s, not timed (compilation, "
          f"cuDNN autotuning, allocator growth)")
@@ -162,50 +183,38 @@ def _result(seconds: float, steps: int, losses: dict, settings: dict, device: to
     return result
 
 
-def bench_train(res: int = 32, batch: int = 16, arch: str = "stylegan2", cbase: int = 2048, cmax: int = 256,
-                map_layers: int = 2, z_dim: int = 512, kimg: float = 0.32, warmup: int = 10,
-                device: str = "auto", precision: str = "fp32", channels_last: bool = False,
-                compile: bool = False, cuda_graphs: bool = False, fused_adam: bool = False,
-                augment: str = "none", log_every: int = 10, images: int = 1024, threads: int = 0,
-                echo=print, aspect: int = 1) -> dict:
+def bench_train(setup: Setup = Setup(), kimg: float = 0.32, warmup: int = 10, images: int = 1024,
+                threads: int = 0, echo=print) -> dict:
     """Build, warm up, time whole steps; return the figures and the settings (also echoed)."""
     if threads > 0:
         torch.set_num_threads(threads)
-    trainer, source, steps, settings = _prepare(res, batch, arch, cbase, cmax, map_layers, z_dim, kimg, warmup,
-                                                device, precision, channels_last, compile, cuda_graphs,
-                                                fused_adam, augment, log_every, images, aspect, 1, echo)
-    seconds, losses = _timed_round(trainer, source, steps, log_every)
+    trainer, source, steps, settings = _prepare(setup, kimg, warmup, images, 1, echo)
+    seconds, losses = _timed_round(trainer, source, steps, setup.log_every)
     return _result(seconds, steps, losses, settings, trainer.rt.device, echo)
 
 
-def bench_aspects(res: int = 32, batch: int = 16, arch: str = "stylegan2", cbase: int = 2048, cmax: int = 256,
-                  map_layers: int = 2, z_dim: int = 512, kimg: float = 0.32, warmup: int = 10,
-                  device: str = "auto", precision: str = "fp32", channels_last: bool = False,
-                  compile: bool = False, cuda_graphs: bool = False, fused_adam: bool = False,
-                  augment: str = "none", log_every: int = 10, images: int = 1024, threads: int = 0,
-                  echo=print, aspects: tuple[int, ...] = (1, 2), rounds: int = 4) -> dict:
+def bench_aspects(setup: Setup = Setup(), aspects: tuple[int, ...] = (1, 2), rounds: int = 4, kimg: float = 0.32,
+                  warmup: int = 10, images: int = 1024, threads: int = 0, echo=print) -> dict:
     """Square against tall in one process: both trainers built and warmed up, then timed in alternating
     rounds (each a whole number of R1 cycles, kimg in all per aspect), so that a machine that speeds up
     or slows down during the run (other work, clocks) weighs on both alike. Returns each aspect's
-    figures and each one's s/kimg over the first's."""
+    figures and each one's s/kimg over the first's; setup.aspect is ignored."""
     if threads > 0:
         torch.set_num_threads(threads)
     runs = {}
     for aspect in aspects:
         echo(f"-- aspect {aspect}")
-        runs[aspect] = _prepare(res, batch, arch, cbase, cmax, map_layers, z_dim, kimg, warmup, device,
-                                precision, channels_last, compile, cuda_graphs, fused_adam, augment, log_every,
-                                images, aspect, rounds, echo)
+        runs[aspect] = _prepare(replace(setup, aspect=aspect), kimg, warmup, images, rounds, echo)
     seconds, rounds_s, losses = {a: 0.0 for a in aspects}, {a: [] for a in aspects}, {}
     for r in range(rounds):
         for aspect, (trainer, source, steps, _) in runs.items():
-            took, losses[aspect] = _timed_round(trainer, source, steps, log_every)
+            took, losses[aspect] = _timed_round(trainer, source, steps, setup.log_every)
             seconds[aspect] += took
-            rounds_s[aspect].append(round(took / (steps * batch) * 1000, 3))
+            rounds_s[aspect].append(round(took / (steps * setup.batch) * 1000, 3))
         echo(f"round {r + 1}/{rounds}: " + ", ".join(f"aspect {a} {rounds_s[a][-1]} s/kimg" for a in aspects))
     results = {}
     for aspect, (trainer, _, steps, settings) in runs.items():
-        echo(f"-- aspect {aspect} ({res} x {res // aspect}), all rounds")
+        echo(f"-- aspect {aspect} ({setup.res} x {setup.res // aspect}), all rounds")
         results[aspect] = _result(seconds[aspect], steps * rounds, losses[aspect], settings, trainer.rt.device,
                                   echo)
         results[aspect]["rounds_s_per_kimg"] = rounds_s[aspect]
