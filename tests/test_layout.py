@@ -128,7 +128,7 @@ def test_a_non_editable_install_ships_the_pages_and_every_subpackage(tmp_path):
     for name in pipeline.LAYERS:
         assert (target / "pipeline" / name / "__init__.py").exists(), name
     # Both pages' files are found where the installed servers look for them, not in this checkout.
-    pages = {"review": ["detail.js", "index.html", "review.css", "review.js"],
+    pages = {"review": ["actions.js", "detail.js", "index.html", "review.css", "review.js"],
              "studio": ["index.html", "studio.css", "studio.js"]}
     for page, expected in pages.items():
         code = (f"import pipeline.{page}.server as s; print(s.STATIC); "

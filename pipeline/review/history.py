@@ -2,8 +2,11 @@
 
 An action is what one key or button did: {"seq", "time", "what", "changes": [{"id", "before", "after"}]},
 where before and after are {"status": "keep"|"reject"|null, "note": "..."} (null = not decided by hand).
-An undo is an action too, with "undoes": the seq it reverted; what can be undone next is the newest
-action that no later undo names. So undo survives a reload, a restart and a second tab.
+An undo is an action too, with "undoes": the seq it reverted, and a redo is one with "redoes": the seq
+of the undo it reverted. Replaying the file gives two stacks, as in an editor: an action goes on the undo
+stack and empties the redo stack; an undo takes its action off the undo stack and goes on the redo stack;
+a redo takes its undo off the redo stack and goes on the undo stack (so a redo can be undone again). So
+undo and redo survive a reload, a restart and a second tab.
 
 Crash safety: a line is appended and fsynced *before* review/decisions.csv is rewritten. A crash in
 between leaves an action whose "after" never reached the decisions; undoing it restores "before",
@@ -43,8 +46,11 @@ def _check_entry(entry) -> str:
         return "not a JSON object"
     if not isinstance(entry.get("seq"), int) or not isinstance(entry.get("what", ""), str):
         return "needs a whole-number seq"
-    if "undoes" in entry and not isinstance(entry["undoes"], int):
-        return "undoes must be a seq number"
+    for key in ("undoes", "redoes"):
+        if key in entry and not isinstance(entry[key], int):
+            return f"{key} must be a seq number"
+    if "undoes" in entry and "redoes" in entry:
+        return "an action either undoes or redoes, not both"
     changes = entry.get("changes")
     if not isinstance(changes, list) or not changes:
         return "needs a list of changes"
@@ -97,22 +103,46 @@ class History:
         return entries
 
     @staticmethod
-    def undoable(entries: list[dict]) -> list[dict]:
-        """The actions an undo can still revert, oldest first (the last one goes next)."""
-        stack: list[dict] = []
+    def stacks(entries: list[dict]) -> tuple[list[dict], list[dict]]:
+        """What an undo can still revert and what a redo can still revert, each oldest first (the last one
+        goes next). The redo stack holds undo entries: redoing one restores what it found."""
+        undo: list[dict] = []
+        redo: list[dict] = []
         for entry in entries:
             if "undoes" in entry:
-                stack = [e for e in stack if e["seq"] != entry["undoes"]]
-            else:
-                stack.append(entry)
-        return stack
+                undo = [e for e in undo if e["seq"] != entry["undoes"]]
+                redo.append(entry)
+            elif "redoes" in entry:
+                redo = [e for e in redo if e["seq"] != entry["redoes"]]
+                undo.append(entry)
+            else:  # a new action: what was undone before it can no longer be redone
+                undo.append(entry)
+                redo = []
+        return undo, redo
 
-    def append(self, what: str, changes: list[dict], entries: list[dict], undoes: int | None = None) -> dict:
+    @staticmethod
+    def label(entry: dict, entries: list[dict]) -> str:
+        """What the user did, for an undo or redo of `entry`: the first action's label, however many undos
+        and redos lie between (so a redo of "keep x" reads "keep x", not "undo: keep x")."""
+        by_seq = {e["seq"]: e for e in entries}
+        seen = set()
+        while entry["seq"] not in seen:
+            seen.add(entry["seq"])
+            target = by_seq.get(entry.get("undoes", entry.get("redoes")))
+            if target is None:
+                break
+            entry = target
+        return entry.get("what", "")
+
+    def append(self, what: str, changes: list[dict], entries: list[dict], undoes: int | None = None,
+               redoes: int | None = None) -> dict:
         """Append one action (after `entries`, the file as just read) and sync it to disk."""
         entry = {"seq": max((e["seq"] for e in entries), default=0) + 1,
                  "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "what": what, "changes": changes}
         if undoes is not None:
             entry["undoes"] = undoes
+        if redoes is not None:
+            entry["redoes"] = redoes
         line = (json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         created = not self.path.exists()

@@ -81,7 +81,8 @@ def parse_changes(body) -> list[tuple[str, str | None, str | None]]:
 class Handler(web.Handler):
     max_body = MAX_BODY
     static = web.static_files(STATIC, {"/": "index.html", "/static/review.js": "review.js",
-                                       "/static/review.css": "review.css", "/static/detail.js": "detail.js"})
+                                       "/static/review.css": "review.css", "/static/detail.js": "detail.js",
+                                       "/static/actions.js": "actions.js"})
     routes = (("GET", "/api/items", "items"),
               ("GET", "/api/ids", "items"),
               ("GET", FILE_ROUTE, "file"),
@@ -90,6 +91,7 @@ class Handler(web.Handler):
               ("GET", "/api/pair", "pair"),
               ("POST", "/api/decisions", "decisions"),
               ("POST", "/api/undo", "undo"),
+              ("POST", "/api/redo", "redo"),
               ("POST", "/api/swap", "swap"))
     server: "ReviewServer"
 
@@ -129,7 +131,8 @@ class Handler(web.Handler):
         self._reply([p["id"] for p in previous], {"saved": len(previous), "previous": previous})
 
     def _reply(self, ids: list[str], reply: dict) -> None:
-        """`reply` plus the changed images as the page shows them, the totals and what undo would do next."""
+        """`reply` plus the changed images as the page shows them, the totals and what undo and redo would do
+        next."""
         store = self.server.store
         with store.lock:
             reply["items"] = {rid: store.item(store.by_id[rid]) for rid in ids if rid in store.by_id}
@@ -140,6 +143,11 @@ class Handler(web.Handler):
     def undo(self, _url, _query, _match) -> None:
         self.read_json()  # {} (read, so that a kept-alive connection's next request starts clean)
         done = self.server.store.undo()
+        self._reply(done["ids"], done)
+
+    def redo(self, _url, _query, _match) -> None:
+        self.read_json()  # {}, as for undo
+        done = self.server.store.redo()
         self._reply(done["ids"], done)
 
     def swap(self, _url, _query, _match) -> None:

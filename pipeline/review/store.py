@@ -252,13 +252,24 @@ class ReviewStore:
 
     def undo(self) -> dict:
         """Revert the newest action not yet undone (from any tab or any earlier session)."""
+        done = self._revert("undo")
+        return {"undone": done["what"], "seq": done["seq"], "ids": done["ids"], "left": done["left"]}
+
+    def redo(self) -> dict:
+        """Revert the newest undo that no action since has overtaken."""
+        done = self._revert("redo")
+        return {"redone": done["what"], "seq": done["seq"], "ids": done["ids"], "left": done["left"]}
+
+    def _revert(self, kind: str) -> dict:
+        """Undo the top of the undo stack, or redo (undo the undo on top of) the redo stack."""
         self.refresh()
         with self.lock, self._file_lock():
             entries = self.history.read()
-            stack = self.history.undoable(entries)
+            stack = self.history.stacks(entries)[0 if kind == "undo" else 1]
             if not stack:
-                raise RequestError(409, "nothing to undo")
+                raise RequestError(409, f"nothing to {kind}")
             last = stack[-1]
+            what = self.history.label(last, entries)
             current = read_decisions(self.decisions_path)
             # Restore what each image had before; its state now becomes what a later look at the file shows.
             steps = []
@@ -266,16 +277,21 @@ class ReviewStore:
                 old = current.get(step["id"])
                 steps.append({"id": step["id"], "before": state(old.status if old else None, old.note if old else ""),
                               "after": step["before"]})
-            self.history.append(f"undo: {last.get('what', '')}", steps, entries, undoes=last["seq"])
+            self.history.append(f"{kind}: {what}", steps, entries, **{f"{kind}es": last["seq"]})
             self._write(current, steps, "after")
-        return {"undone": last.get("what", ""), "seq": last["seq"], "ids": [s["id"] for s in steps],
-                "left": len(stack) - 1}
+        return {"what": what, "seq": last["seq"], "ids": [s["id"] for s in steps], "left": len(stack) - 1}
 
     def last_actions(self, limit: int) -> dict:
+        """The newest `limit` actions an undo would revert and the newest a redo would, newest first."""
         self.refresh()
-        stack = self.history.undoable(self.history.read())
-        return {"undoable": len(stack), "last": [{"seq": e["seq"], "what": e.get("what", ""), "time": e.get("time", ""),
-                                                  "count": len(e["changes"])} for e in reversed(stack[-limit:])]}
+        entries = self.history.read()
+        undo, redo = self.history.stacks(entries)
+
+        def listed(stack):
+            return [{"seq": e["seq"], "what": self.history.label(e, entries), "time": e.get("time", ""),
+                     "count": len(e["changes"])} for e in reversed(stack[-limit:])]
+
+        return {"undoable": len(undo), "last": listed(undo), "redoable": len(redo), "next_redo": listed(redo)}
 
     def swap(self, rid: str) -> dict:
         """Of a duplicate and the image it duplicates, keep the other one (both decided by hand)."""

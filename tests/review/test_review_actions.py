@@ -79,6 +79,56 @@ def test_undo_survives_a_restart_and_reverts_in_order(served):
     assert [e.get("undoes") for e in history_lines(root)] == [None, None, 2, 1]
 
 
+def test_redo_reapplies_what_undo_reverted_until_a_new_action(served):
+    root, serve = served
+    client = serve()
+    assert client.post({"ids": FB[1:4], "status": "keep", "what": "keep all 3 shown"})[0] == 200
+    assert client.post({"changes": [{"id": FB[0], "status": "keep", "note": "fine after all"}]})[0] == 200
+    both = decided(root)
+    status, data = client.post({}, "/api/redo")
+    assert status == 409 and data["error"] == "nothing to redo"
+    assert client.post({}, "/api/undo")[1]["undone"] == "1 change(s)"
+    history = client.get("/api/history")[1]
+    assert (history["undoable"], history["redoable"]) == (1, 1)
+    assert [e["what"] for e in history["next_redo"]] == ["1 change(s)"]
+
+    client = serve()  # a restart: the redo stack is replayed from the file too
+    status, data = client.post({}, "/api/redo")
+    assert status == 200 and data["redone"] == "1 change(s)" and data["ids"] == [FB[0]] and data["left"] == 0
+    assert data["items"][FB[0]]["note"] == "fine after all" and data["history"]["redoable"] == 0
+    assert decided(root) == both
+    # A redo can be undone again, under the first action's name, and both undos can be redone in turn.
+    assert client.post({}, "/api/undo")[1]["undone"] == "1 change(s)"
+    assert client.post({}, "/api/undo")[1]["undone"] == "keep all 3 shown"
+    assert decided(root) == {FB[0]: ("reject", "blurry")}
+    history = client.get("/api/history")[1]
+    assert [e["what"] for e in history["next_redo"]] == ["keep all 3 shown", "1 change(s)"]  # newest first
+    assert client.post({}, "/api/redo")[1]["redone"] == "keep all 3 shown"
+    assert decided(root) == {FB[0]: ("reject", "blurry"), **{rid: ("keep", "") for rid in FB[1:4]}}
+    # A new action ends what could be redone, as in an editor.
+    assert client.post({"ids": [FB[4]], "status": "reject"})[0] == 200
+    assert client.get("/api/history")[1]["redoable"] == 0
+    assert client.post({}, "/api/redo")[0] == 409
+    lines = history_lines(root)
+    assert [(e.get("undoes"), e.get("redoes")) for e in lines] == [
+        (None, None), (None, None), (2, None), (None, 3), (4, None), (1, None), (None, 6), (None, None)]
+    assert [e["what"] for e in lines[2:7]] == ["undo: 1 change(s)", "redo: 1 change(s)", "undo: 1 change(s)",
+                                              "undo: keep all 3 shown", "redo: keep all 3 shown"]
+
+
+def test_a_history_line_that_undoes_and_redoes_is_one_line(served):
+    root, serve = served
+    client = serve()
+    assert client.post({"ids": [FB[1]], "status": "reject"})[0] == 200
+    with open(root / "review/history.jsonl", "a") as f:
+        f.write(json.dumps({"seq": 2, "undoes": 1, "redoes": 1, "changes": [
+            {"id": FB[1], "before": {"status": None, "note": ""}, "after": {"status": None, "note": ""}}]}) + "\n")
+    status, data = client.post({}, "/api/redo")
+    assert status == 409 and data["error"].endswith(":2: an action either undoes or redoes, not both; correct or "
+                                                    "delete that line (undo then reaches back only to the lines "
+                                                    "after it)")
+
+
 def test_an_unchanged_decision_is_no_action(served):
     root, serve = served
     client = serve()

@@ -94,6 +94,56 @@ def test_reject_with_the_keyboard_survives_a_reload(page_url, page):
     sync_api.expect(page.locator("#counts")).to_contain_text("5 shown: 4 keep, 1 reject, 1 decided by hand")
 
 
+def test_redo_by_key_button_and_ctrl_z_until_a_new_action(page_url, page):
+    root, url = page_url
+    page.goto(url)
+    sync_api.expect(page.locator(".tile")).to_have_count(5)
+    redo = page.locator("#redo")
+    sync_api.expect(redo).to_be_disabled()
+    page.keyboard.press("ArrowRight")
+    with page.expect_response("**/api/decisions"):
+        page.keyboard.press("x")
+    with page.expect_response("**/api/undo"):
+        page.keyboard.press("u")
+    sync_api.expect(tile(page, FB[1])).to_have_class(classes("keep", "focus"))  # undo shows what it changed
+    sync_api.expect(redo).to_be_enabled()
+    sync_api.expect(redo).to_have_attribute("title", f"redo: reject {FB[1]} (U)")
+    sync_api.expect(page.locator("#message")).to_have_text(f"undid: reject {FB[1]} (U redoes)")
+    with page.expect_response("**/api/redo"):
+        page.keyboard.press("U")
+    sync_api.expect(tile(page, FB[1])).to_have_class(classes("reject", "focus"))
+    assert decisions(root) == {FB[1]: "reject"}
+    sync_api.expect(redo).to_be_disabled()
+    sync_api.expect(page.locator("#undo")).to_have_attribute("title", f"undo: reject {FB[1]} (u)")
+
+    # As in an editor: Ctrl+Z undoes, the button and Ctrl+Shift+Z redo.
+    with page.expect_response("**/api/undo"):
+        page.keyboard.press("Control+z")
+    sync_api.expect(tile(page, FB[1])).to_have_class(classes("keep"))
+    assert decisions(root) == {}
+    with page.expect_response("**/api/redo"):
+        redo.click()
+    assert decisions(root) == {FB[1]: "reject"}
+    with page.expect_response("**/api/undo"):
+        page.keyboard.press("Control+z")
+    with page.expect_response("**/api/redo"):
+        page.keyboard.press("Control+Shift+Z")
+    sync_api.expect(tile(page, FB[1])).to_have_class(classes("reject"))
+    # A new decision ends what could be redone; a reload asks the server again and agrees.
+    with page.expect_response("**/api/undo"):
+        page.keyboard.press("u")
+    sync_api.expect(redo).to_be_enabled()
+    tile(page, FB[2]).locator(".pic").click()
+    with page.expect_response("**/api/decisions"):
+        page.keyboard.press("x")
+    sync_api.expect(redo).to_be_disabled()
+    page.reload()
+    sync_api.expect(tile(page, FB[2])).to_have_class(classes("reject"))
+    sync_api.expect(page.locator("#undo")).to_be_enabled()
+    sync_api.expect(redo).to_be_disabled()
+    assert decisions(root) == {FB[2]: "reject"}
+
+
 def test_filter_click_and_face_box(page_url, page):
     root, url = page_url
     page.goto(url + "#status=keep")

@@ -126,7 +126,7 @@ def test_keep_all_shown_and_its_undo_after_a_reload(served, page):
         page.keyboard.press("u")
     settled(page)
     assert decisions(root) == {}
-    sync_api.expect(page.locator("#message")).to_have_text("undid: keep all 20 shown")
+    sync_api.expect(page.locator("#message")).to_have_text("undid: keep all 20 shown (U redoes)")
     sync_api.expect(page.locator(".tile .badge.human")).to_have_count(0)
 
 
