@@ -78,8 +78,10 @@ def api_timings(base: str, n: int, repeat: int) -> dict:
     ids = _get(f"{base}api/ids")["ids"]
     out["one_decision"] = _ms(lambda: _post(f"{base}api/decisions", {"ids": ids[:1], "status": "reject"}), 1)
     out["undo_one"] = _ms(lambda: _post(f"{base}api/undo", {}), 1)
+    out["redo_one"] = _ms(lambda: _post(f"{base}api/redo", {}), 1)
     out[f"keep_all_{len(ids)}"] = _ms(lambda: _post(f"{base}api/decisions", {"ids": ids, "status": "keep"}), 1)
     out[f"undo_all_{len(ids)}"] = _ms(lambda: _post(f"{base}api/undo", {}), 1)
+    out[f"redo_all_{len(ids)}"] = _ms(lambda: _post(f"{base}api/redo", {}), 1)
     return out
 
 

@@ -11,5 +11,6 @@ def test_review_bench_cli_prints_the_api_figures():
     result = json.loads(r.stdout.strip().splitlines()[-1])
     assert result["images"] == 40 and "browser_ms" not in result
     api = result["api_ms"]
-    assert {"first_page", "weakest_faces_first", "one_folder", "keep_all_40", "undo_all_40"} <= set(api)
+    assert {"first_page", "weakest_faces_first", "one_folder", "keep_all_40", "undo_all_40",
+            "redo_one", "redo_all_40"} <= set(api)
     assert all(v > 0 for v in api.values())
