@@ -121,10 +121,10 @@ class History:
         return undo, redo
 
     @staticmethod
-    def label(entry: dict, entries: list[dict]) -> str:
+    def label(entry: dict, by_seq: dict[int, dict]) -> str:
         """What the user did, for an undo or redo of `entry`: the first action's label, however many undos
-        and redos lie between (so a redo of "keep x" reads "keep x", not "undo: keep x")."""
-        by_seq = {e["seq"]: e for e in entries}
+        and redos lie between (so a redo of "keep x" reads "keep x", not "undo: keep x"). `by_seq`: every
+        entry by its seq, built once by the caller (a listing labels many entries of one history)."""
         seen = set()
         while entry["seq"] not in seen:
             seen.add(entry["seq"])

@@ -269,7 +269,7 @@ class ReviewStore:
             if not stack:
                 raise RequestError(409, f"nothing to {kind}")
             last = stack[-1]
-            what = self.history.label(last, entries)
+            what = self.history.label(last, {e["seq"]: e for e in entries})
             current = read_decisions(self.decisions_path)
             # Restore what each image had before; its state now becomes what a later look at the file shows.
             steps = []
@@ -286,9 +286,10 @@ class ReviewStore:
         self.refresh()
         entries = self.history.read()
         undo, redo = self.history.stacks(entries)
+        by_seq = {e["seq"]: e for e in entries}
 
         def listed(stack):
-            return [{"seq": e["seq"], "what": self.history.label(e, entries), "time": e.get("time", ""),
+            return [{"seq": e["seq"], "what": self.history.label(e, by_seq), "time": e.get("time", ""),
                      "count": len(e["changes"])} for e in reversed(stack[-limit:])]
 
         return {"undoable": len(undo), "last": listed(undo), "redoable": len(redo), "next_redo": listed(redo)}
