@@ -128,16 +128,12 @@ def _prepare(setup: Setup, kimg: float, warmup: int, images: int, rounds: int, e
     cycle = math.lcm(R1_INTERVAL, PL_INTERVAL)
     steps = max(cycle, math.ceil(kimg * 1000 / batch / rounds / cycle) * cycle)
     settings = {
-        "res": res, "aspect": aspect, "height": res, "width": res // aspect, "batch": batch, "arch": setup.arch,
-        "cbase": setup.cbase, "cmax": setup.cmax, "map_layers": setup.map_layers,
-        "z_dim": setup.z_dim, "w_dim": setup.z_dim,
+        **asdict(setup), "height": res, "width": res // aspect, "w_dim": setup.z_dim,
         "channels": {r: min(setup.cbase // r, setup.cmax) for r in trainer.G.resolutions},
         "r1_interval": R1_INTERVAL, "pl_interval": PL_INTERVAL,
         "pl_weight": PL_WEIGHT if setup.arch == "stylegan2" else 0.0,     # path length is StyleGAN2's only
-        "style_mixing": STYLE_MIXING, "augment": setup.augment, "precision": rt.precision,
-        "channels_last": setup.channels_last, "compile": setup.compile, "cuda_graphs": setup.cuda_graphs,
-        "fused_adam": setup.fused_adam, "log_every": setup.log_every, "warmup_steps": warmup,
-        "timed_steps": steps * rounds, "rounds": rounds,
+        "style_mixing": STYLE_MIXING, "precision": rt.precision,       # fp16 falls back to fp32 on the CPU
+        "warmup_steps": warmup, "timed_steps": steps * rounds, "rounds": rounds,
         "device": str(rt.device), "device_name": device_name(rt.device), "torch": torch.__version__,
         "cuda": torch.version.cuda if rt.device.type == "cuda" else None,
         "params_G": sum(p.numel() for p in trainer.G.parameters()),
